@@ -1,0 +1,48 @@
+"""Shared CLI plumbing: the app, output in table or --json form, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from annette.errors import AnnetteError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATE: dict[str, bool] = {"debug": False}
+
+
+def emit_json(obj: Any) -> None:
+    """Print machine-readable output (the only thing on stdout under --json)."""
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+def handle_errors(func: F) -> F:
+    """Turn expected errors into one clear line on stderr and exit code 1 (traceback only with --debug)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (AnnetteError, FileNotFoundError, PermissionError) as exc:
+            if STATE["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, markup=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def configure_logging(verbose: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

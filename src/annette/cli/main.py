@@ -1,0 +1,43 @@
+"""Entry point: ``annette``. Each command group lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import typer
+
+from annette.cli.common import STATE, configure_logging
+
+app = typer.Typer(
+    name="annette",
+    help="Estimate neural-network latency layer by layer with stacked mapping and layer models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress (INFO)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and DEBUG logs."),
+) -> None:
+    STATE["debug"] = debug
+    configure_logging(verbose, debug)
+
+
+def _register() -> None:
+    # Explicit list of command modules; each exposes ``register(app)``.
+    from annette.cli import commands_graph
+
+    for module in (commands_graph,):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""annette.importers"""
