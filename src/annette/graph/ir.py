@@ -18,13 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from annette.errors import GraphValidationError, ModelFileError, ShapeError
 
 GRAPH_SCHEMA_VERSION = 1
 
-AttrValue = Union[int, float, str, bool, None, tuple[int, ...], tuple[float, ...], tuple[str, ...]]
+AttrValue = int | float | str | bool | None | tuple[int, ...] | tuple[float, ...] | tuple[str, ...]
 
 DTYPE_BYTES: dict[str, int] = {
     "float64": 8,
