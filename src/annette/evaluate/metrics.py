@@ -37,7 +37,9 @@ def _pair(measured: ArrayLike, estimated: ArrayLike) -> tuple[NDArray[np.float64
         raise ValueError("measured and estimated values must be finite (got NaN or inf)")
     if (m <= 0).any():
         bad = int(np.flatnonzero(m <= 0)[0])
-        raise ValueError(f"measured values must be > 0 (relative errors divide by them); got {m[bad]} at {bad}")
+        raise ValueError(
+            f"measured values must be > 0 (relative errors divide by them); got {m[bad]} at {bad}"
+        )
     return m, e
 
 

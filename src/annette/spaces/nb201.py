@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -153,7 +153,7 @@ class _Builder:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
 
-    def _node(self, op: str, name: str, inputs: list[str], **attrs: object) -> str:
+    def _node(self, op: str, name: str, inputs: list[str], **attrs: Any) -> str:
         from onnx import helper
 
         out = f"{name}:out"
