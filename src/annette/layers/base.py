@@ -1,0 +1,103 @@
+"""The layer-model contract (scikit-learn's): settings in ``__init__``, learned values end with ``_``.
+
+A layer model predicts the kernel time (ms) of executed layers of one type from their :class:`Features`.
+``fit(X, time_ms)`` returns ``self``; ``predict`` before ``fit`` raises :class:`NotFittedError`; a fitted model
+stores its feature names and refuses a matrix with other columns; ``to_dict``/``from_dict`` round-trip
+through JSON exactly (tree ensembles in LightGBM's own text format, never pickle).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from annette.errors import HardwareModelError, NotFittedError
+from annette.layers.features import Features, check_names
+from annette.registry import Registry
+
+
+class LayerModel(ABC):
+    kind: ClassVar[str]
+    feature_names_: tuple[str, ...]
+    n_samples_: int
+
+    # -- settings ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def get_params(self) -> dict[str, Any]:
+        """The ``__init__`` settings, unchanged (JSON-serialisable)."""
+
+    # -- fitting -------------------------------------------------------------------------------------------
+    def fit(self, X: Features, time_ms: np.ndarray) -> LayerModel:
+        y = np.asarray(time_ms, dtype=np.float64)
+        if y.shape != (len(X),):
+            raise ValueError(f"{type(self).__name__}.fit: expected {len(X)} times, got shape {y.shape}")
+        keep = np.isfinite(y) & (y > 0) & np.all(np.isfinite(X.values), axis=1)
+        if not keep.any():
+            raise ValueError(f"{type(self).__name__}.fit: no sample with a finite positive time and features")
+        self._fit(X.values[keep], y[keep], X.names)
+        self.feature_names_ = tuple(X.names)
+        self.n_samples_ = int(keep.sum())
+        return self
+
+    @abstractmethod
+    def _fit(self, X: np.ndarray, y_ms: np.ndarray, names: tuple[str, ...]) -> None:
+        """Learn from rows of finite features and positive times."""
+
+    # -- prediction ----------------------------------------------------------------------------------------
+    def predict(self, X: Features) -> np.ndarray:
+        self._check(X)
+        if len(X) == 0:
+            return np.zeros(0)
+        return self._predict(X.values)
+
+    @abstractmethod
+    def _predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def is_fitted(self) -> bool:
+        return hasattr(self, "feature_names_")
+
+    def _check(self, X: Features) -> None:
+        if not self.is_fitted():
+            raise NotFittedError(f"this {type(self).__name__} ({self.kind!r}) is not fitted yet; call fit first")
+        check_names(self.feature_names_, X.names, f"{type(self).__name__} ({self.kind!r})")
+
+    # -- JSON ----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        if not self.is_fitted():
+            raise NotFittedError(f"cannot save an unfitted {type(self).__name__}")
+        return {
+            "kind": self.kind,
+            "params": self.get_params(),
+            "feature_names": list(self.feature_names_),
+            "n_samples": self.n_samples_,
+            "learned": self._learned_to_dict(),
+        }
+
+    @abstractmethod
+    def _learned_to_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _learned_from_dict(self, d: Mapping[str, Any]) -> None: ...
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> LayerModel:
+        """Rebuild a fitted model from :meth:`to_dict` output; raises HardwareModelError naming what is wrong."""
+        try:
+            cls = LAYER_MODELS.get(str(d["kind"]))
+            model = cls(**dict(d.get("params", {})))
+            model._learned_from_dict(d["learned"])
+            model.feature_names_ = tuple(str(n) for n in d["feature_names"])
+            model.n_samples_ = int(d.get("n_samples", 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HardwareModelError(f"malformed layer model {dict(d).get('kind', '?')!r}: {exc!r}") from exc
+        return model
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+LAYER_MODELS: Registry[type[LayerModel]] = Registry("layer model kind")

@@ -1,0 +1,207 @@
+"""The one feature extractor, shared by fitting and prediction.
+
+Every executed layer (plain, fused or inserted) becomes one row of named columns with units. Counts come
+from :mod:`annette.graph.accounting` (summed over the members of a fusion); bytes are the traffic of the
+executed node: the activations entering the fused group from outside, the last member's outputs, and all
+weights (intermediate tensors of a fusion never reach memory). Geometry (channels, spatial size, kernel,
+stride, groups) is the primary member's (the first of the chain, e.g. the Conv of Conv+Relu).
+
+Shape convention for geometry (ONNX, batch first): rank 4 ``N,C,H,W``; rank 3 ``N,C,L`` (h = L, w = 1);
+rank 2 ``N,C`` (h = w = 1); rank 5 ``N,C,D,H,W`` (h = D·H, w = W); rank ≤ 1: c = number of elements.
+
+Executed-layer types name what a target runs: the member op types joined by ``+`` (``Conv+Relu``), with a
+variant suffix where one op type hides very different kernels: ``Conv[dw]`` (depthwise: group = channels)
+and ``Conv[grouped]`` (1 < group < channels). An inserted node's type is its op type (``ReorderInput``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from annette.errors import AnnetteError, HardwareModelError
+from annette.graph.accounting import account
+from annette.graph.ir import Layer, TensorSpec
+from annette.mapping.mapped import ExecutedLayer
+
+# name -> (unit, meaning); the order is the column order.
+FEATURES: Mapping[str, tuple[str, str]] = {
+    "flops": ("flop", "floating-point operations (2 per MAC; elementwise ops per accounting)"),
+    "macs": ("mac", "multiply-accumulates"),
+    "input_bytes": ("byte", "activation bytes read from outside the executed layer"),
+    "output_bytes": ("byte", "activation bytes written (last member's outputs)"),
+    "weight_bytes": ("byte", "constant operand bytes of all members"),
+    "bytes": ("byte", "input + output + weight bytes"),
+    "intensity": ("flop/byte", "flops / bytes (0 where bytes = 0)"),
+    "batch": ("count", "batch size (first dimension of the primary input)"),
+    "in_c": ("count", "input channels of the primary member"),
+    "in_h": ("px", "input height"),
+    "in_w": ("px", "input width"),
+    "out_c": ("count", "output channels / features"),
+    "out_h": ("px", "output height"),
+    "out_w": ("px", "output width"),
+    "kernel_h": ("px", "kernel height (1 where not applicable; input height for global pools)"),
+    "kernel_w": ("px", "kernel width"),
+    "stride_h": ("px", "stride height (1 where not applicable)"),
+    "stride_w": ("px", "stride width"),
+    "groups": ("count", "convolution groups (1 where not applicable)"),
+    "n_inputs": ("count", "activation inputs entering the executed layer"),
+    "n_members": ("count", "graph layers the executed layer covers (0 for inserted nodes)"),
+}
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+_COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+GENERIC_TYPE = "*"
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """A feature matrix: ``values[i, j]`` is column ``names[j]`` of row ``i``.
+
+    ``errors`` maps a row index to the reason it could not be computed (its values are NaN).
+    """
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    errors: Mapping[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def column(self, name: str) -> np.ndarray:
+        try:
+            return self.values[:, self.names.index(name)]  # type: ignore[no-any-return]
+        except ValueError:
+            raise HardwareModelError(f"feature {name!r} is not among the columns {list(self.names)}") from None
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> Features:
+        idx = np.asarray(rows, dtype=np.intp)
+        return Features(self.names, self.values[idx])
+
+
+def check_names(expected: Sequence[str], got: Sequence[str], where: str) -> None:
+    """Refuse a feature matrix whose columns differ from the ones a model was fitted on."""
+    if tuple(expected) != tuple(got):
+        missing = [n for n in expected if n not in got]
+        extra = [n for n in got if n not in expected]
+        raise HardwareModelError(
+            f"{where}: feature columns differ from the ones it was fitted on "
+            f"(expected {len(expected)} columns {list(expected)}, got {list(got)}; "
+            f"missing {missing}, unexpected {extra}); refit the model with this version of annette"
+        )
+
+
+# -- executed-layer types ------------------------------------------------------------------------------------
+def op_key(layer: Layer) -> str:
+    """The op type, with a variant suffix for depthwise and grouped convolutions."""
+    if layer.op == "Conv":
+        group = layer.attrs.get("group", 1)
+        if isinstance(group, int) and group > 1:
+            channels = layer.inputs[0].shape[1] if layer.inputs and len(layer.inputs[0].shape) > 1 else 0
+            return "Conv[dw]" if group == channels else "Conv[grouped]"
+    return layer.op
+
+
+def executed_type(ex: ExecutedLayer) -> str:
+    if ex.inserted:
+        return ex.primary.op
+    return "+".join(op_key(m) for m in ex.members)
+
+
+def type_fallbacks(type_name: str) -> list[str]:
+    """Increasingly generic types to try for ``type_name``: itself, its primary member, that member's base op."""
+    chain = [type_name]
+    primary = type_name.split("+", 1)[0]
+    if primary not in chain:
+        chain.append(primary)
+    base = primary.split("[", 1)[0]
+    if base not in chain:
+        chain.append(base)
+    return chain
+
+
+# -- rows ----------------------------------------------------------------------------------------------------
+def _geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    rank = len(shape)
+    if rank >= 4:
+        return shape[1], math.prod(shape[2:-1]), shape[-1]
+    if rank == 3:
+        return shape[1], shape[2], 1
+    if rank == 2:
+        return shape[1], 1, 1
+    return math.prod(shape), 1, 1
+
+
+def _pair(values: object, default: int) -> tuple[int, int]:
+    if isinstance(values, tuple) and values and all(isinstance(v, (int, float)) for v in values):
+        ints = [int(v) for v in values]  # type: ignore[call-overload]
+        return (ints[0], ints[1]) if len(ints) >= 2 else (ints[0], default)
+    return default, default
+
+
+def _kernel(layer: Layer, in_h: int, in_w: int) -> tuple[int, int]:
+    if layer.op.startswith("Global"):
+        return in_h, in_w
+    kernel = layer.attrs.get("kernel_shape")
+    if kernel is None and layer.op in ("Conv", "ConvTranspose") and layer.weights:
+        kernel = tuple(layer.weights[0].shape[2:])
+    return _pair(kernel, 1)
+
+
+def _nbytes(tensors: Sequence[TensorSpec]) -> int:
+    return sum(t.nbytes for t in tensors)
+
+
+def _row(ex: ExecutedLayer) -> list[float]:
+    primary = ex.primary
+    if ex.inserted:
+        flops = macs = weight_bytes = 0
+        inputs: list[TensorSpec] = list(primary.inputs)
+    else:
+        flops = macs = weight_bytes = 0
+        produced = {t.name for m in ex.members for t in m.outputs}
+        inputs = []
+        for m in ex.members:
+            cost = account(m)
+            flops += cost.flops
+            macs += cost.macs
+            weight_bytes += cost.weight_bytes
+            inputs.extend(t for t in m.inputs if t.name not in produced)
+    in_bytes = _nbytes(inputs)
+    out_bytes = _nbytes(ex.members[-1].outputs)
+    total = in_bytes + out_bytes + weight_bytes
+    x = primary.inputs[0].shape if primary.inputs else ()
+    y = primary.outputs[0].shape if primary.outputs else ()
+    in_c, in_h, in_w = _geometry(x)
+    out_c, out_h, out_w = _geometry(y)
+    kh, kw = _kernel(primary, in_h, in_w)
+    sh, sw = _pair(primary.attrs.get("strides"), 1)
+    group = primary.attrs.get("group", 1)
+    return [
+        flops, macs, in_bytes, out_bytes, weight_bytes, total, flops / total if total else 0.0,
+        x[0] if x else 1, in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, sh, sw,
+        group if isinstance(group, int) else 1, len(inputs), 0 if ex.inserted else len(ex.members),
+    ]
+
+
+def extract(layers: Sequence[ExecutedLayer]) -> Features:
+    """Features of many executed layers at once; rows that cannot be computed are NaN and listed in ``errors``."""
+    rows: list[list[float]] = []
+    errors: dict[int, str] = {}
+    nan_row = [math.nan] * len(FEATURE_NAMES)
+    for i, ex in enumerate(layers):
+        try:
+            rows.append(_row(ex))
+        except AnnetteError as exc:
+            errors[i] = str(exc)
+            rows.append(nan_row)
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+    return Features(FEATURE_NAMES, values, errors)
+
+
+def col(name: str) -> int:
+    """Column index of feature ``name`` in :data:`FEATURE_NAMES`."""
+    return _COL[name]

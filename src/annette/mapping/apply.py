@@ -1,0 +1,84 @@
+"""Apply a rule set to a graph: which layers the target removes, fuses and inserts."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from annette.graph.ir import Graph, Layer
+from annette.mapping.mapped import GRAPH_INPUT, ExecutedLayer, Flow, MappedGraph, inserted_layer, neighbour_keys
+from annette.mapping.rules import FusionRule, InsertionRule, MappingRules, RemovalRule
+
+
+def removal_applies(rule: RemovalRule, layer: Layer, graph: Graph) -> bool:
+    if layer.op != rule.op:
+        return False
+    if rule.after is None:
+        return True
+    src = graph.producer.get(layer.inputs[0].name) if layer.inputs else None
+    return (GRAPH_INPUT if src is None else graph.by_name[src].op) in rule.after
+
+
+def apply(graph: Graph, rules: MappingRules) -> MappedGraph:
+    """The executed layers of ``graph`` under ``rules``, in execution order.
+
+    Removal rules drop layers (they pass their input through); fusion rules, longest pattern first, merge
+    linear chains into one executed layer; insertion rules add nodes around executed layers.
+    """
+    hits: Counter[str] = Counter()
+    removals: dict[str, list[RemovalRule]] = defaultdict(list)
+    for r in rules.removals:
+        removals[r.op].append(r)
+    removed: list[str] = []
+    for layer in graph.layers:
+        for r in removals.get(layer.op, ()):
+            if removal_applies(r, layer, graph):
+                removed.append(layer.name)
+                hits[r.id] += 1
+                break
+    flow = Flow(graph, removed)
+
+    fusions: dict[str, list[FusionRule]] = defaultdict(list)
+    for f in sorted(rules.fusions, key=lambda f: (-len(f.pattern), -f.evidence.n_agree)):
+        fusions[f.pattern[0]].append(f)
+    taken: set[str] = set(removed)
+    executed: list[ExecutedLayer] = []
+    for layer in graph.layers:
+        if layer.name in taken:
+            continue
+        members: tuple[Layer, ...] = (layer,)
+        for f in fusions.get(layer.op, ()):
+            chain = flow.chain(layer, f.pattern)
+            if chain is not None and f.allows(chain) and not any(m.name in taken for m in chain):
+                members = chain
+                hits[f.id] += 1
+                break
+        taken.update(m.name for m in members)
+        executed.append(ExecutedLayer(name=layer.name, members=members))
+
+    if rules.insertions:
+        executed = _insert(flow, executed, rules.insertions, hits)
+    return MappedGraph(graph=graph, executed=tuple(executed), removed=tuple(removed), rule_hits=dict(hits))
+
+
+def _insert(
+    flow: Flow, executed: list[ExecutedLayer], rules: tuple[InsertionRule, ...], hits: Counter[str]
+) -> list[ExecutedLayer]:
+    by_anchor: dict[str, list[InsertionRule]] = defaultdict(list)
+    for r in rules:
+        by_anchor[r.anchor_op].append(r)
+    executed_of = {m.name: ex for ex in executed for m in ex.members}
+    out: list[ExecutedLayer] = []
+    for ex in executed:
+        before: list[ExecutedLayer] = []
+        after: list[ExecutedLayer] = []
+        for r in by_anchor.get(ex.primary.op, ()):
+            keys = neighbour_keys(flow, executed_of, ex, r.position)
+            if any(k in r.neighbours for k in keys):
+                hits[r.id] += 1
+                side = before if r.position == "before" else after
+                side.extend(
+                    inserted_layer(r.op_type, ex, r.position, f"{r.op_type}:{r.position}:{ex.name}:{i}")
+                    for i in range(r.count)
+                )
+        out.extend((*before, ex, *after))
+    return out

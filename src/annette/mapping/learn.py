@@ -1,0 +1,350 @@
+"""Learn a target's mapping rules from benchmark records.
+
+Primary evidence is the runtime's per-node profile (``NodeProfile.covers``): a node covering several graph
+layers is a fusion, graph layers covered by no node were removed (or folded), nodes covering nothing were
+inserted. Where single-layer records exist for every member of a small chain, the timing test
+t(A) + t(B) − t(A→B) > α·min(t(A), t(B)) (nn-Meter; α = 0.5) corroborates a fusion, or decides it alone
+when no profiles exist. Per-run overhead is subtracted from every time before the test.
+
+A pattern becomes a rule when at least ``min_instances`` occurrences support it and the rule agrees with at
+least ``min_agreement`` of its occurrences; where the data disagree, a condition on one member attribute
+(e.g. ``strides in [(1, 1)]``) is learned if it separates fused from unfused occurrences.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from statistics import median
+
+from annette.bench.records import BenchRecord, NodeProfile
+from annette.graph.ir import AttrValue, Graph, Layer
+from annette.mapping.mapped import GRAPH_INPUT, ExecutedLayer, Flow, inserted_layer, neighbour_keys
+from annette.mapping.rules import AttrCondition, Evidence, FusionRule, InsertionRule, MappingRules, RemovalRule
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POSITION = "before"  # side of an inserted node's anchor when no rule says otherwise
+
+
+# -- reading profiles ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProfiledRun:
+    """A record's graph with its per-node profile resolved to graph layers (in profile = execution order)."""
+
+    record: BenchRecord
+    graph: Graph
+    nodes: tuple[NodeProfile, ...]
+    members: tuple[tuple[Layer, ...], ...]  # per node, topological order; () for an inserted node
+    removed: frozenset[str]
+
+    def covered(self) -> dict[int, ExecutedLayer]:
+        """Node index -> executed layer, for nodes that cover graph layers."""
+        return {
+            i: ExecutedLayer(name=node.node, members=m)
+            for i, (node, m) in enumerate(zip(self.nodes, self.members))
+            if m
+        }
+
+    def anchor(self, i: int, position: str) -> int | None:
+        """The covered node an inserted node ``i`` serves: the next one (before) or the previous one (after)."""
+        order = range(i + 1, len(self.nodes)) if position == "before" else range(i - 1, -1, -1)
+        return next((j for j in order if self.members[j]), None)
+
+    def executed(self, positions: Mapping[str, str]) -> list[tuple[ExecutedLayer, float]]:
+        """Every node as an executed layer with its kernel time; an inserted node of type T is anchored on
+        the side ``positions[T]`` (default before); one without a covered neighbour is left out."""
+        covered = self.covered()
+        out: list[tuple[ExecutedLayer, float]] = []
+        for i, node in enumerate(self.nodes):
+            if i in covered:
+                out.append((covered[i], node.time_ms))
+                continue
+            position = positions.get(node.op_type, DEFAULT_POSITION)
+            j = self.anchor(i, position)
+            if j is not None:
+                out.append((inserted_layer(node.op_type, covered[j], position, node.node), node.time_ms))
+        return out
+
+
+def read_profile(record: BenchRecord) -> ProfiledRun | None:
+    """Resolve a record's profile to its graph; None where it has no graph or no profile."""
+    if record.graph is None or not record.profile:
+        return None
+    graph = record.graph
+    index = {layer.name: i for i, layer in enumerate(graph.layers)}
+    members: list[tuple[Layer, ...]] = []
+    covered: set[str] = set()
+    unknown = 0
+    for node in record.profile:
+        names = sorted({c for c in node.covers if c in index}, key=index.__getitem__)
+        unknown += sum(1 for c in node.covers if c not in index)
+        members.append(tuple(graph.layers[index[n]] for n in names))
+        covered.update(names)
+    if unknown:
+        logger.debug("record %s: %d profile covers name no graph layer", record.config_id, unknown)
+    removed = frozenset(layer.name for layer in graph.layers if layer.name not in covered)
+    return ProfiledRun(record, graph, tuple(record.profile), tuple(members), removed)
+
+
+# -- learning ------------------------------------------------------------------------------------------------
+def learn_rules(
+    records: Iterable[BenchRecord],
+    *,
+    alpha: float = 0.5,
+    min_agreement: float = 0.8,
+    min_instances: int = 2,
+    run_overhead_ms: float = 0.0,
+) -> MappingRules:
+    """Learn removals, fusions and insertions from ``records`` (ok records with graphs)."""
+    records = [r for r in records if r.status == "ok" and r.graph is not None]
+    runs = [run for run in map(read_profile, records) if run is not None]
+    logger.info("learning mapping rules from %d records (%d with profiles)", len(records), len(runs))
+    removals = _learn_removals(runs, min_agreement, min_instances)
+    timing = _timing_instances(records, alpha, run_overhead_ms)
+    fusions = _learn_fusions(runs, timing, min_agreement, min_instances)
+    insertions = _learn_insertions(runs, min_instances)
+    settings = {
+        "alpha": alpha,
+        "min_agreement": min_agreement,
+        "min_instances": min_instances,
+        "run_overhead_ms": run_overhead_ms,
+        "n_records": len(records),
+        "n_profiled": len(runs),
+    }
+    return MappingRules(tuple(fusions), tuple(removals), tuple(insertions), settings)
+
+
+def _producer_op(graph: Graph, layer: Layer) -> str:
+    src = graph.producer.get(layer.inputs[0].name) if layer.inputs else None
+    return GRAPH_INPUT if src is None else graph.by_name[src].op
+
+
+def _split(labels: Sequence[tuple[AttrValue, bool]]) -> tuple[tuple[AttrValue, ...], int]:
+    """Values whose majority is True, and how many labels that choice gets right."""
+    n: Counter[AttrValue] = Counter()
+    m: Counter[AttrValue] = Counter()
+    for value, label in labels:
+        n[value] += 1
+        m[value] += label
+    chosen = tuple(sorted((v for v in n if 2 * m[v] > n[v]), key=repr))
+    right = sum(max(m[v], n[v] - m[v]) for v in n)
+    return chosen, right
+
+
+def _learn_removals(runs: Sequence[ProfiledRun], min_agreement: float, min_instances: int) -> list[RemovalRule]:
+    seen: dict[str, list[tuple[AttrValue, bool]]] = defaultdict(list)
+    records: Counter[str] = Counter()
+    for run in runs:
+        for op in {layer.op for layer in run.graph.layers}:
+            records[op] += 1
+        for layer in run.graph.layers:
+            seen[layer.op].append((_producer_op(run.graph, layer), layer.name in run.removed))
+    rules = []
+    for op, labels in sorted(seen.items()):
+        n, m = len(labels), sum(label for _, label in labels)
+        if m < min_instances:
+            continue
+        if m / n >= min_agreement:
+            rules.append(RemovalRule(op, None, Evidence(records[op], n, m)))
+            continue
+        after, right = _split(labels)
+        if after and right / n >= min_agreement:
+            rules.append(RemovalRule(op, after, Evidence(records[op], n, right)))
+    return rules
+
+
+def _signature(layer: Layer) -> str:
+    return json.dumps(
+        [
+            layer.op,
+            [t.shape for t in layer.inputs],
+            [t.shape for t in layer.outputs],
+            [t.shape for t in layer.weights],
+            sorted((k, v) for k, v in layer.attrs.items()),
+        ],
+        default=list,
+    )
+
+
+def _timing_instances(
+    records: Sequence[BenchRecord], alpha: float, run_overhead_ms: float
+) -> dict[tuple[str, ...], list[bool]]:
+    """For chain-shaped records whose every layer also has a single-layer record: is the chain fused by timing?"""
+    single: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if r.graph is not None and len(r.graph.layers) == 1 and r.measurement is not None:
+            single[_signature(r.graph.layers[0])].append(r.measurement.label_ms - run_overhead_ms)
+    out: dict[tuple[str, ...], list[bool]] = defaultdict(list)
+    for r in records:
+        if r.graph is None or r.measurement is None or len(r.graph.layers) < 2:
+            continue
+        layers = r.graph.layers
+        pattern = tuple(layer.op for layer in layers)
+        if Flow(r.graph).chain(layers[0], pattern) != layers:
+            continue
+        times = [median(single[s]) for s in map(_signature, layers) if s in single]
+        if len(times) != len(layers) or min(times) <= 0:
+            continue
+        together = r.measurement.label_ms - run_overhead_ms
+        out[pattern].append(sum(times) - together > alpha * min(times))
+    return out
+
+
+def _learn_fusions(
+    runs: Sequence[ProfiledRun],
+    timing: Mapping[tuple[str, ...], list[bool]],
+    min_agreement: float,
+    min_instances: int,
+) -> list[FusionRule]:
+    patterns: set[tuple[str, ...]] = set()
+    for run in runs:
+        flow = Flow(run.graph, run.removed)
+        for m in run.members:
+            if len(m) > 1:
+                pattern = tuple(layer.op for layer in m)
+                if flow.chain(m[0], pattern) == m:
+                    patterns.add(pattern)
+                else:
+                    logger.debug("record %s: fused node over %s is not a chain", run.record.config_id, pattern)
+    rules = []
+    for pattern in sorted(patterns | set(timing)):
+        instances, n_records = _fusion_instances(runs, pattern)
+        votes = timing.get(pattern, [])
+        evidence = Evidence(n_records, n_timing=len(votes), n_timing_agree=sum(votes))
+        rule = _fusion_rule(pattern, instances, evidence, min_agreement, min_instances)
+        if rule is None and not instances and len(votes) >= min_instances and sum(votes) / len(votes) >= min_agreement:
+            rule = FusionRule(pattern, (), evidence)  # timing alone (no profiles)
+        if rule is not None:
+            rules.append(rule)
+    rules.sort(key=lambda r: (-len(r.pattern), r.pattern))
+    return rules
+
+
+def _fusion_instances(
+    runs: Sequence[ProfiledRun], pattern: tuple[str, ...]
+) -> tuple[list[tuple[tuple[Layer, ...], bool]], int]:
+    """Occurrences of ``pattern`` as a chain, each labelled fused (one node covers exactly the chain) or not.
+    Occurrences inside a larger fused node are left out (a longer rule explains them)."""
+    out: list[tuple[tuple[Layer, ...], bool]] = []
+    n_records = 0
+    for run in runs:
+        flow = Flow(run.graph, run.removed)
+        node_of = {layer.name: i for i, m in enumerate(run.members) for layer in m}
+        found = False
+        for layer in run.graph.layers:
+            chain = flow.chain(layer, pattern) if layer.op == pattern[0] else None
+            if chain is None:
+                continue
+            node = node_of.get(chain[0].name)
+            names = {c.name for c in chain}
+            if node is not None and names < {x.name for x in run.members[node]}:
+                continue
+            fused = node is not None and names == {x.name for x in run.members[node]}
+            out.append((chain, fused))
+            found = True
+        n_records += found
+    return out, n_records
+
+
+def _fusion_rule(
+    pattern: tuple[str, ...],
+    instances: Sequence[tuple[tuple[Layer, ...], bool]],
+    evidence: Evidence,
+    min_agreement: float,
+    min_instances: int,
+) -> FusionRule | None:
+    n = len(instances)
+    m = sum(fused for _, fused in instances)
+    if m < min_instances:
+        return None
+    if m / n >= min_agreement:
+        return FusionRule(pattern, (), _with(evidence, n, m))
+    best: tuple[int, AttrCondition] | None = None
+    for position in range(len(pattern)):
+        keys = sorted({k for chain, _ in instances for k in chain[position].attrs})
+        for key in keys:
+            labels = [(chain[position].attrs.get(key), fused) for chain, fused in instances]
+            values, right = _split(labels)
+            if values and (best is None or right > best[0]):
+                best = (right, AttrCondition(position, key, values))
+    if best is not None and best[0] / n >= min_agreement:
+        return FusionRule(pattern, (best[1],), _with(evidence, n, best[0]))
+    return None
+
+
+def _with(evidence: Evidence, n: int, agree: int) -> Evidence:
+    return Evidence(evidence.n_records, n, agree, evidence.n_timing, evidence.n_timing_agree)
+
+
+def _learn_insertions(runs: Sequence[ProfiledRun], min_instances: int) -> list[InsertionRule]:
+    # Which covered node does each inserted node serve, on either side?
+    assoc: dict[tuple[str, str], dict[tuple[int, int], int]] = defaultdict(Counter)
+    for r, run in enumerate(runs):
+        for i, m in enumerate(run.members):
+            if m:
+                continue
+            for position in ("before", "after"):
+                j = run.anchor(i, position)
+                if j is not None:
+                    assoc[(run.nodes[i].op_type, position)][(r, j)] += 1
+    rules = []
+    for op_type in sorted({t for t, _ in assoc}):
+        position = _concentrated_side(runs, assoc, op_type)
+        rules.extend(_insertion_rules(runs, op_type, position, assoc[(op_type, position)], min_instances))
+    return rules
+
+
+def _concentrated_side(
+    runs: Sequence[ProfiledRun], assoc: Mapping[tuple[str, str], Mapping[tuple[int, int], int]], op_type: str
+) -> str:
+    """The side whose anchors are most often of one op type (the inserted node's real partner)."""
+    best = ("before", -1.0)
+    for position in ("before", "after"):
+        anchors = Counter[str]()
+        for (r, j), count in assoc.get((op_type, position), {}).items():
+            anchors[runs[r].members[j][0].op] += count
+        total = sum(anchors.values())
+        share = max(anchors.values()) / total if total else 0.0
+        if share > best[1]:
+            best = (position, share)
+    return best[0]
+
+
+def _insertion_rules(
+    runs: Sequence[ProfiledRun],
+    op_type: str,
+    position: str,
+    assoc: Mapping[tuple[int, int], int],
+    min_instances: int,
+) -> list[InsertionRule]:
+    anchor_ops = {runs[r].members[j][0].op for r, j in assoc}
+    labels: dict[str, list[tuple[AttrValue, bool]]] = defaultdict(list)
+    counts: dict[str, list[int]] = defaultdict(list)
+    records: dict[str, set[int]] = defaultdict(set)
+    for r, run in enumerate(runs):
+        covered = run.covered()
+        executed_of = {layer.name: ex for ex in covered.values() for layer in ex.members}
+        flow = Flow(run.graph, run.removed)
+        for j, ex in covered.items():
+            op = ex.primary.op
+            if op not in anchor_ops:
+                continue
+            count = assoc.get((r, j), 0)
+            if count:
+                counts[op].append(count)
+                records[op].add(r)
+            for key in neighbour_keys(flow, executed_of, ex, position):
+                labels[op].append((key, count > 0))
+    rules = []
+    for op in sorted(anchor_ops):
+        positives = sum(label for _, label in labels[op])
+        neighbours, right = _split(labels[op])
+        if positives >= min_instances and neighbours:
+            evidence = Evidence(len(records[op]), len(labels[op]), right)
+            count = round(median(counts[op])) if counts[op] else 1
+            rules.append(InsertionRule(op_type, op, position, tuple(str(k) for k in neighbours), count, evidence))
+    return rules

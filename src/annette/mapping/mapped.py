@@ -1,0 +1,167 @@
+"""What a target executes: executed layers (fused, plain or inserted), each linked to the graph layers it covers.
+
+``Flow`` is the data flow of a graph with some layers removed (a removed layer passes its first input through),
+shared by rule learning and rule application so that both see the same neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from annette.graph.ir import Graph, Layer, TensorSpec
+
+GRAPH_INPUT = "<input>"
+GRAPH_OUTPUT = "<output>"
+
+
+@dataclass(frozen=True)
+class ExecutedLayer:
+    """One node the target runs.
+
+    ``members`` are the graph layers it implements, in topological order (one for a plain layer, several for
+    a fusion). An inserted node (e.g. a layout reorder) covers no graph layer: its single member is a
+    synthetic layer whose op is the inserted op type and whose tensor is the one it converts; ``anchor`` names
+    the executed layer it was inserted for.
+    """
+
+    name: str
+    members: tuple[Layer, ...]
+    inserted: bool = False
+    anchor: str = ""
+
+    @property
+    def covers(self) -> tuple[str, ...]:
+        return () if self.inserted else tuple(m.name for m in self.members)
+
+    @property
+    def primary(self) -> Layer:
+        return self.members[0]
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return tuple(m.op for m in self.members)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ops": list(self.ops),
+            "covers": list(self.covers),
+            "inserted": self.inserted,
+            "anchor": self.anchor,
+        }
+
+
+@dataclass(frozen=True)
+class MappedGraph:
+    """A graph as the target runs it: executed layers in execution order, and the graph layers it removed."""
+
+    graph: Graph
+    executed: tuple[ExecutedLayer, ...]
+    removed: tuple[str, ...] = ()
+    rule_hits: Mapping[str, int] = field(default_factory=dict)  # rule id -> how often it fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "graph": self.graph.name,
+            "executed": [e.to_dict() for e in self.executed],
+            "removed": list(self.removed),
+            "rule_hits": dict(self.rule_hits),
+        }
+
+
+class Flow:
+    """Neighbours of the layers of ``graph`` once the layers in ``removed`` are bypassed."""
+
+    def __init__(self, graph: Graph, removed: Iterable[str] = ()) -> None:
+        self.graph = graph
+        self.removed = frozenset(removed)
+        self._outputs = frozenset(graph.outputs)
+
+    def source(self, tensor: str) -> str | None:
+        """The kept layer whose output reaches ``tensor`` (None for a graph input)."""
+        producer = self.graph.producer
+        name = producer.get(tensor)
+        while name is not None and name in self.removed:
+            layer = self.graph.by_name[name]
+            if not layer.inputs:
+                return None
+            name = producer.get(layer.inputs[0].name)
+        return name
+
+    def producers(self, layer: Layer) -> list[str | None]:
+        """For each activation input of ``layer``: the kept layer producing it, or None (graph input)."""
+        return [self.source(t.name) for t in layer.inputs]
+
+    def consumers(self, layer: Layer) -> tuple[list[str], bool]:
+        """Kept layers reading ``layer``'s outputs (through removed ones), and whether an output leaves the graph."""
+        found: list[str] = []
+        leaves = False
+        stack = [t.name for t in layer.outputs]
+        seen: set[str] = set()
+        while stack:
+            tensor = stack.pop()
+            if tensor in seen:
+                continue
+            seen.add(tensor)
+            if tensor in self._outputs:
+                leaves = True
+            for c in self.graph.consumers.get(tensor, ()):
+                if c in self.removed:
+                    removed_layer = self.graph.by_name[c]
+                    if removed_layer.inputs and removed_layer.inputs[0].name == tensor:
+                        stack.extend(t.name for t in removed_layer.outputs)
+                elif c not in found:
+                    found.append(c)
+        return found, leaves
+
+    def chain(self, start: Layer, pattern: tuple[str, ...]) -> tuple[Layer, ...] | None:
+        """The layers ``start → ...`` forming a linear chain with op types ``pattern``, or None.
+
+        Every member but the last must feed exactly one kept layer (the next member) and no graph output.
+        """
+        if start.op != pattern[0] or start.name in self.removed:
+            return None
+        members = [start]
+        for op in pattern[1:]:
+            consumers, leaves = self.consumers(members[-1])
+            if leaves or len(consumers) != 1:
+                return None
+            nxt = self.graph.by_name[consumers[0]]
+            if nxt.op != op:
+                return None
+            members.append(nxt)
+        return tuple(members)
+
+
+def inserted_layer(op_type: str, anchor: ExecutedLayer, position: str, name: str) -> ExecutedLayer:
+    """A node of ``op_type`` inserted before (converting the anchor's input) or after (its output) ``anchor``."""
+    tensor = anchor.primary.inputs[0] if position == "before" else anchor.members[-1].outputs[0]
+    synthetic = Layer(
+        name=name,
+        op=op_type,
+        inputs=(tensor,),
+        outputs=(TensorSpec(f"{name}:out", tensor.shape, tensor.dtype),),
+    )
+    return ExecutedLayer(name=name, members=(synthetic,), inserted=True, anchor=anchor.name)
+
+
+def neighbour_keys(flow: Flow, executed_of: Mapping[str, ExecutedLayer], ex: ExecutedLayer, position: str) -> list[str]:
+    """Primary op types of the executed layers next to ``ex`` on one side (``<input>``/``<output>`` at the
+    graph's boundary): the producer of its first input (before) or the consumers of its output (after)."""
+
+    def key(layer_name: str) -> str:
+        neighbour = executed_of.get(layer_name)
+        return neighbour.primary.op if neighbour is not None else flow.graph.by_name[layer_name].op
+
+    if position == "before":
+        if not ex.primary.inputs:
+            return [GRAPH_INPUT]
+        src = flow.source(ex.primary.inputs[0].name)
+        return [GRAPH_INPUT if src is None else key(src)]
+    consumers, leaves = flow.consumers(ex.members[-1])
+    keys = [key(c) for c in consumers]
+    if leaves or not consumers:
+        keys.append(GRAPH_OUTPUT)
+    return keys

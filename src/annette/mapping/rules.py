@@ -1,0 +1,248 @@
+"""Mapping rules as data: fusions, removals and insertions, each with the evidence it was learned from.
+
+Rules are learned (:mod:`annette.mapping.learn`), never hard-coded as facts about a target, and saved as
+JSON inside the hardware-model bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from annette.errors import HardwareModelError
+from annette.graph.ir import AttrValue, Layer
+
+MAPPING_SCHEMA_VERSION = 1
+POSITIONS = ("before", "after")
+
+
+def _freeze(value: Any) -> AttrValue:
+    return tuple(value) if isinstance(value, list) else value  # type: ignore[no-any-return]
+
+
+def _thaw(value: AttrValue) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a rule rests on.
+
+    ``n_instances`` occurrences were judged by per-node profiles, ``n_agree`` of them agree with the rule;
+    ``n_timing`` occurrences had single-layer timings for the timing test t(A)+t(B)−t(A→B) > α·min(t(A), t(B)),
+    ``n_timing_agree`` of them agree. ``n_records`` counts the benchmark records with an occurrence.
+    """
+
+    n_records: int = 0
+    n_instances: int = 0
+    n_agree: int = 0
+    n_timing: int = 0
+    n_timing_agree: int = 0
+
+    @property
+    def agreement(self) -> float | None:
+        return self.n_agree / self.n_instances if self.n_instances else None
+
+    @property
+    def timing_agreement(self) -> float | None:
+        return self.n_timing_agree / self.n_timing if self.n_timing else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_records": self.n_records,
+            "n_instances": self.n_instances,
+            "n_agree": self.n_agree,
+            "agreement": self.agreement,
+            "n_timing": self.n_timing,
+            "n_timing_agree": self.n_timing_agree,
+            "timing_agreement": self.timing_agreement,
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Evidence:
+        return Evidence(
+            n_records=int(d.get("n_records", 0)),
+            n_instances=int(d.get("n_instances", 0)),
+            n_agree=int(d.get("n_agree", 0)),
+            n_timing=int(d.get("n_timing", 0)),
+            n_timing_agree=int(d.get("n_timing_agree", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class AttrCondition:
+    """Member ``position`` of a fusion must have attribute ``attr`` in ``values`` (None: attribute absent)."""
+
+    position: int
+    attr: str
+    values: tuple[AttrValue, ...]
+
+    def holds(self, members: Sequence[Layer]) -> bool:
+        return members[self.position].attrs.get(self.attr) in self.values
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "attr": self.attr, "values": [_thaw(v) for v in self.values]}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> AttrCondition:
+        return AttrCondition(int(d["position"]), str(d["attr"]), tuple(_freeze(v) for v in d["values"]))
+
+
+@dataclass(frozen=True)
+class FusionRule:
+    """A linear chain of op types (``Conv → Relu``) that the target runs as one node, when ``conditions`` hold."""
+
+    pattern: tuple[str, ...]
+    conditions: tuple[AttrCondition, ...] = ()
+    evidence: Evidence = Evidence()
+
+    @property
+    def id(self) -> str:
+        return "fuse:" + "+".join(self.pattern)
+
+    def allows(self, members: Sequence[Layer]) -> bool:
+        return all(c.holds(members) for c in self.conditions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pattern": list(self.pattern),
+            "conditions": [c.to_dict() for c in self.conditions],
+            "evidence": self.evidence.to_dict(),
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> FusionRule:
+        return FusionRule(
+            pattern=tuple(str(x) for x in d["pattern"]),
+            conditions=tuple(AttrCondition.from_dict(c) for c in d.get("conditions", ())),
+            evidence=Evidence.from_dict(d.get("evidence", {})),
+        )
+
+
+@dataclass(frozen=True)
+class RemovalRule:
+    """Layers of type ``op`` that the target does not run (zero cost): always, or only after ``after`` ops.
+
+    ``after`` lists the op types of the producing layer (``<input>`` for a graph input) after which the
+    layer is removed, e.g. a BatchNormalization folded into the Conv before it.
+    """
+
+    op: str
+    after: tuple[str, ...] | None = None
+    evidence: Evidence = Evidence()
+
+    @property
+    def id(self) -> str:
+        return f"remove:{self.op}" + ("" if self.after is None else "@" + "|".join(self.after))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "after": None if self.after is None else list(self.after),
+            "evidence": self.evidence.to_dict(),
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> RemovalRule:
+        after = d.get("after")
+        return RemovalRule(
+            op=str(d["op"]),
+            after=None if after is None else tuple(str(x) for x in after),
+            evidence=Evidence.from_dict(d.get("evidence", {})),
+        )
+
+
+@dataclass(frozen=True)
+class InsertionRule:
+    """``count`` nodes of type ``op_type`` inserted ``position`` (before/after) executed layers whose primary
+    op is ``anchor_op``, when a neighbour on that side (producer before, consumer after; ``<input>`` and
+    ``<output>`` for the graph's boundary) is one of ``neighbours``. The inserted node converts the
+    anchor's input (before) or output (after) tensor; its cost is its own layer model's.
+    """
+
+    op_type: str
+    anchor_op: str
+    position: str
+    neighbours: tuple[str, ...]
+    count: int = 1
+    evidence: Evidence = Evidence()
+
+    @property
+    def id(self) -> str:
+        return f"insert:{self.op_type}:{self.position}:{self.anchor_op}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op_type": self.op_type,
+            "anchor_op": self.anchor_op,
+            "position": self.position,
+            "neighbours": list(self.neighbours),
+            "count": self.count,
+            "evidence": self.evidence.to_dict(),
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> InsertionRule:
+        position = str(d["position"])
+        if position not in POSITIONS:
+            raise ValueError(f"insertion position {position!r} is not one of {POSITIONS}")
+        return InsertionRule(
+            op_type=str(d["op_type"]),
+            anchor_op=str(d["anchor_op"]),
+            position=position,
+            neighbours=tuple(str(x) for x in d["neighbours"]),
+            count=int(d.get("count", 1)),
+            evidence=Evidence.from_dict(d.get("evidence", {})),
+        )
+
+
+@dataclass(frozen=True)
+class MappingRules:
+    """An ordered rule set: removals first, then fusions (longest pattern first), then insertions."""
+
+    fusions: tuple[FusionRule, ...] = ()
+    removals: tuple[RemovalRule, ...] = ()
+    insertions: tuple[InsertionRule, ...] = ()
+    settings: Mapping[str, Any] | None = None  # how the rules were learned (alpha, thresholds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": MAPPING_SCHEMA_VERSION,
+            "fusions": [r.to_dict() for r in self.fusions],
+            "removals": [r.to_dict() for r in self.removals],
+            "insertions": [r.to_dict() for r in self.insertions],
+            "settings": dict(self.settings or {}),
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> MappingRules:
+        version = d.get("schema_version")
+        if version != MAPPING_SCHEMA_VERSION:
+            raise HardwareModelError(
+                f"mapping rules schema version {version!r} is not supported (expected {MAPPING_SCHEMA_VERSION})"
+            )
+        try:
+            return MappingRules(
+                fusions=tuple(FusionRule.from_dict(r) for r in d["fusions"]),
+                removals=tuple(RemovalRule.from_dict(r) for r in d["removals"]),
+                insertions=tuple(InsertionRule.from_dict(r) for r in d["insertions"]),
+                settings=dict(d.get("settings", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HardwareModelError(f"malformed mapping rules: {exc!r}") from exc
+
+    def summary(self) -> list[str]:
+        """One line per rule with its evidence (for reports and the CLI)."""
+        lines = []
+        for rule in (*self.removals, *self.fusions, *self.insertions):
+            ev = rule.evidence
+            agree = "-" if ev.agreement is None else f"{ev.agreement:.0%}"
+            timing = "-" if ev.timing_agreement is None else f"{ev.timing_agreement:.0%} of {ev.n_timing}"
+            cond = ""
+            if isinstance(rule, FusionRule) and rule.conditions:
+                cond = " if " + ", ".join(f"#{c.position}.{c.attr} in {list(c.values)}" for c in rule.conditions)
+            if isinstance(rule, InsertionRule):
+                cond = f" next to {list(rule.neighbours)} x{rule.count}"
+            lines.append(f"{rule.id}{cond}: {ev.n_instances} seen, profile agreement {agree}, timing {timing}")
+        return lines
