@@ -1,0 +1,47 @@
+"""Regenerate the README's accuracy figures: every torchvision zoo model, measured and estimated.
+
+Fixed settings: the torchvision zoo (``annette.importers.zoo.TORCHVISION_MODELS``), backend onnxruntime,
+1 thread, batch 1, 3 interleaved rounds, round order seed 0. Writes the report (report.html, summary.md,
+results.json, PNGs) to ``--out`` (reruns resume from its measurements.jsonl) and prints the markdown table
+with the date and machine.
+
+    .venv/bin/python benchmarks/accuracy_zoo.py --hw HW [--out runs/accuracy_zoo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from annette.evaluate.report import markdown_table, settings_line, write_report
+from annette.evaluate.study import Progress, StudySettings, run_study, zoo_specs
+
+SETTINGS = StudySettings(backend="onnxruntime", threads=1, batch=1, rounds=3, seed=0, profile=True)
+
+
+def show(p: Progress) -> None:
+    where = f" round {p.round + 1}" if p.round >= 0 else ""
+    print(f"[{p.phase}{where}] {p.done}/{p.total} {p.network}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--hw", required=True, help="hardware model: shipped name or JSON file")
+    parser.add_argument("--out", default="runs/accuracy_zoo", help="report directory")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result = run_study(
+        zoo_specs("torchvision"), args.hw, args.out, SETTINGS, title="torchvision zoo accuracy", progress=show
+    )
+    files = write_report(result, args.out)
+    print()
+    print(settings_line(result))
+    print()
+    print(markdown_table(result))
+    print(f"\nreport: {files.html}")
+
+
+if __name__ == "__main__":
+    main()
