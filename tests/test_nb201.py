@@ -234,3 +234,23 @@ def test_matches_torch_reference_implementation() -> None:
     other = nb201.onnx_from_arch(MIXED, batch=2, seed=6).SerializeToString()
     (got6,) = ort.InferenceSession(other, providers=["CPUExecutionProvider"]).run(None, {"input": x})
     assert not np.allclose(got6, expected, rtol=1e-2)
+
+
+def test_graph_from_arch_closed_form_macs_and_names() -> None:
+    from annette.graph.accounting import account
+
+    g = nb201.graph_from_arch(ALL_3X3, batch=2)
+    assert g.name == f"nb201:{ALL_3X3}"
+    assert g.inputs[0].shape == (2, 3, 32, 32) and g.layers[-1].output.shape == (2, 10)
+    # Layers keep the ONNX node names (runtime profiles link back to them).
+    assert [layer.name for layer in g.layers] == [n.name for n in nb201.onnx_from_arch(ALL_3X3).graph.node]
+    # Conv MACs by hand (batch 2): stem 3*16*9*32^2; per stage 30 convs C*C*9*HW; reductions
+    # conv_a Cin*Cout*9*HW' + conv_b Cout^2*9*HW' + shortcut Cin*Cout*HW'.
+    stem = 3 * 16 * 9 * 32 * 32
+    cells = 30 * (16 * 16 * 9 * 32 * 32 + 32 * 32 * 9 * 16 * 16 + 64 * 64 * 9 * 8 * 8)
+    red = (16 * 32 * 9 + 32 * 32 * 9 + 16 * 32) * 16 * 16 + (32 * 64 * 9 + 64 * 64 * 9 + 32 * 64) * 8 * 8
+    conv_macs = sum(account(layer).macs for layer in g.layers if layer.op == "Conv")
+    assert conv_macs == 2 * (stem + cells + red) == 2 * 220_119_040
+    # NAS-Bench-201's smallest network (no parametric cell op): 7.78 M conv MACs.
+    g0 = nb201.graph_from_arch(ALL_NONE)
+    assert sum(account(layer).macs for layer in g0.layers if layer.op == "Conv") == stem + red == 7_782_400
