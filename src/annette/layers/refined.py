@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from annette.layers.base import LAYER_MODELS
-from annette.layers.roofline import RooflineModel, Roofs, fit_roofs, robust_log_fit
+from annette.layers.roofline import LOG_ROOF_BOUNDS, RooflineModel, Roofs, fit_roofs, robust_log_fit
 
 DIMENSIONS: Mapping[str, str] = {"h": "out_h", "w": "out_w", "c": "in_c", "f": "out_c"}
 
@@ -79,7 +79,7 @@ class RefinedRooflineModel(RooflineModel):
                 for p in self.par_candidates:
                     trial = {**par, d: float(p)}
                     (peak, a), cost = self._fit_alpha(flops, nbytes, y_ms, sizes, roofs, trial, alpha, d)
-                    if cost < best * (1 - 1e-3):
+                    if cost < best * (1 - 1e-3) and a > 0.01:
                         best = cost
                         par, alpha = trial, {**alpha, d: a}
                         roofs = Roofs(peak, roofs.bandwidth_bytes_per_s, roofs.overhead_ms)
@@ -109,7 +109,8 @@ class RefinedRooflineModel(RooflineModel):
         assert roofs.peak_flops_per_s is not None
         log_p = float(np.log(roofs.peak_flops_per_s))
         starts = [np.array([log_p, 0.5]), np.array([log_p + 0.5, 0.9])]
-        theta, cost = robust_log_fit(model, y_ms, starts, np.array([-np.inf, 0.0]), np.array([np.inf, 1.0]))
+        lo, hi = LOG_ROOF_BOUNDS
+        theta, cost = robust_log_fit(model, y_ms, starts, np.array([lo, 0.0]), np.array([hi, 1.0]))
         return (float(np.exp(theta[0])), float(theta[1])), cost
 
     def _refit_joint(
@@ -140,12 +141,12 @@ class RefinedRooflineModel(RooflineModel):
 
         assert roofs.peak_flops_per_s is not None
         x0 = [float(np.log(roofs.peak_flops_per_s))]
-        lo, hi = [-np.inf], [np.inf]
+        lo, hi = [LOG_ROOF_BOUNDS[0]], [LOG_ROOF_BOUNDS[1]]
         if use_b:
             assert roofs.bandwidth_bytes_per_s is not None
             x0.append(float(np.log(roofs.bandwidth_bytes_per_s)))
-            lo.append(-np.inf)
-            hi.append(np.inf)
+            lo.append(LOG_ROOF_BOUNDS[0])
+            hi.append(LOG_ROOF_BOUNDS[1])
         if self.overhead:
             x0.append(roofs.overhead_ms)
             lo.append(0.0)

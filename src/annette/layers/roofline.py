@@ -18,6 +18,8 @@ from annette.layers.base import LAYER_MODELS, LayerModel
 from annette.layers.features import Features
 
 _EPS_MS = 1e-9
+# Roofs are fitted in log space within these bounds (per second): a roof at a bound plays no real part.
+LOG_ROOF_BOUNDS = (float(np.log(1e3)), float(np.log(1e21)))
 
 
 @dataclass(frozen=True)
@@ -120,13 +122,13 @@ def fit_roofs(
     if use_p:
         sel = flops > 0
         x0.append(float(np.log(np.quantile(flops[sel] * eff_arr[sel] / y_ms[sel] * 1e3, 0.9))))
-        lo.append(-np.inf)
-        hi.append(np.inf)
+        lo.append(LOG_ROOF_BOUNDS[0])
+        hi.append(LOG_ROOF_BOUNDS[1])
     if use_b:
         sel = nbytes > 0
         x0.append(float(np.log(np.quantile(nbytes[sel] / y_ms[sel] * 1e3, 0.9))))
-        lo.append(-np.inf)
-        hi.append(np.inf)
+        lo.append(LOG_ROOF_BOUNDS[0])
+        hi.append(LOG_ROOF_BOUNDS[1])
     starts = [np.array(x0)]
     if overhead:
         y_min = float(np.min(y_ms))

@@ -301,16 +301,16 @@ def _learn_insertions(runs: Sequence[ProfiledRun], min_instances: int) -> list[I
 def _concentrated_side(
     runs: Sequence[ProfiledRun], assoc: Mapping[tuple[str, str], Mapping[tuple[int, int], int]], op_type: str
 ) -> str:
-    """The side whose anchors are most often of one op type (the inserted node's real partner)."""
-    best = ("before", -1.0)
+    """The side on which most inserted nodes have an anchor of one op type (the inserted node's real partner)."""
+    best = ("before", (-1, -1.0))
     for position in ("before", "after"):
         anchors = Counter[str]()
         for (r, j), count in assoc.get((op_type, position), {}).items():
             anchors[runs[r].members[j][0].op] += count
-        total = sum(anchors.values())
-        share = max(anchors.values()) / total if total else 0.0
-        if share > best[1]:
-            best = (position, share)
+        top = max(anchors.values(), default=0)
+        score = (top, top / sum(anchors.values()) if top else 0.0)
+        if score > best[1]:
+            best = (position, score)
     return best[0]
 
 

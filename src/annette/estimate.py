@@ -1,0 +1,243 @@
+"""Estimate = apply the hardware model's mapping to a graph, then sum its layer models over executed layers.
+
+Each executed layer costs its layer model's kernel time plus the target's per-node overhead; the run adds
+the per-run overhead. A layer that no model covers is *unsupported*: listed on the result with the reason,
+left out of the total (never a silent 0 ms), and an error under ``strict``. A layer made only of ops that
+the accounting declares zero-cost (Reshape, Flatten, ...) and that has no model of its own costs only the
+node overhead, and says so.
+
+:func:`estimate_many` maps every graph, extracts the features of all their executed layers in one pass and
+calls each layer model once for all rows of its type: this is what makes thousands of estimates per
+second possible in a NAS loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
+from annette.graph.accounting import ZERO_COST_OPS
+from annette.graph.ir import Graph
+from annette.hardware import KIND_FALLBACKS, HardwareModel, Resolved
+from annette.layers.features import Features, executed_type, extract
+from annette.mapping.apply import apply
+from annette.mapping.mapped import ExecutedLayer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+ESTIMATE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """One executed layer: what it covers, its work, and its predicted time (None: unsupported)."""
+
+    name: str
+    type: str
+    covers: tuple[str, ...]
+    inserted: bool
+    flops: float
+    bytes: float
+    bound: str
+    time_ms: float | None
+    model: str  # "<type>/<kind>" of the layer model used, "" where none
+    note: str = ""
+
+    @property
+    def supported(self) -> bool:
+        return self.time_ms is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "covers": list(self.covers),
+            "inserted": self.inserted,
+            "flops": self.flops,
+            "bytes": self.bytes,
+            "bound": self.bound,
+            "time_ms": self.time_ms,
+            "model": self.model,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A network's estimated latency on one target, per executed layer and in total."""
+
+    model: str
+    hardware: str
+    target: str
+    kind: str
+    total_ms: float
+    layers: tuple[LayerEstimate, ...]
+    removed: tuple[str, ...]
+    run_overhead_ms: float
+    node_overhead_ms: float
+
+    @property
+    def unsupported(self) -> tuple[LayerEstimate, ...]:
+        return tuple(layer for layer in self.layers if not layer.supported)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": ESTIMATE_SCHEMA_VERSION,
+            "model": self.model,
+            "hardware": self.hardware,
+            "target": self.target,
+            "kind": self.kind,
+            "total_ms": self.total_ms,
+            "run_overhead_ms": self.run_overhead_ms,
+            "node_overhead_ms": self.node_overhead_ms,
+            "n_executed": len(self.layers),
+            "removed": list(self.removed),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "unsupported": [
+                {"name": u.name, "type": u.type, "covers": list(u.covers), "reason": u.note} for u in self.unsupported
+            ],
+        }
+
+    def to_pandas(self) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = [layer.to_dict() for layer in self.layers]
+        for row in rows:
+            row["covers"] = ",".join(row["covers"])
+        return pd.DataFrame(rows, columns=list(LayerEstimate.__dataclass_fields__))
+
+
+def _hardware(hw: HardwareModel | str | Path) -> HardwareModel:
+    return hw if isinstance(hw, HardwareModel) else HardwareModel.load(hw)
+
+
+def estimate(
+    model: Graph | str | Path,
+    hw: HardwareModel | str | Path,
+    *,
+    kind: str = "mixed",
+    strict: bool = False,
+    batch: int | None = None,
+) -> Estimate:
+    """Estimate one network (a Graph, or any spec ``annette.importers.load_model`` takes) on ``hw``."""
+    if isinstance(model, Graph):
+        graph = model
+        if batch is not None and graph.inputs and graph.inputs[0].shape[:1] != (batch,):
+            raise ShapeError(
+                f"graph {graph.name!r} has batch {graph.inputs[0].shape[:1]}, not {batch}: "
+                "re-import the model with that batch instead of passing a built graph"
+            )
+    else:
+        from annette.importers import load_model
+
+        graph = load_model(str(model), batch=batch)
+    return estimate_many([graph], hw, kind=kind, strict=strict)[0]
+
+
+def estimate_many(
+    graphs: Sequence[Graph], hw: HardwareModel | str | Path, *, kind: str = "mixed", strict: bool = False
+) -> list[Estimate]:
+    """Estimate many graphs with one feature pass and one prediction call per layer model."""
+    hw = _hardware(hw)
+    if kind not in KIND_FALLBACKS:
+        raise UnknownNameError(f"unknown estimate kind {kind!r}; valid: {', '.join(KIND_FALLBACKS)}")
+    if kind not in hw.kinds:
+        logger.warning("hardware model %r has no %r layer models (has %s); falling back per layer", hw.name, kind,
+                       ", ".join(hw.kinds) or "none")
+    mapped = [apply(g, hw.rules) for g in graphs]
+    flat = [ex for m in mapped for ex in m.executed]
+    X = extract(flat)
+    types = [executed_type(ex) for ex in flat]
+    resolved = {t: hw.resolve(t, kind) for t in set(types)}
+
+    times = np.full(len(flat), math.nan)
+    bounds = np.full(len(flat), "-", dtype=object)
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, t in enumerate(types):
+        r = resolved[t]
+        if r is not None and i not in X.errors:
+            groups[(r.type, r.kind)].append(i)
+    for idx in groups.values():
+        r = resolved[types[idx[0]]]
+        assert r is not None
+        rows = X.take(idx)
+        times[idx] = r.model.predict(rows)
+        bounds[idx] = _bound(hw, r, rows)
+
+    layers = [_layer(ex, t, X, i, times[i], bounds[i], resolved[t], hw) for i, (ex, t) in enumerate(zip(flat, types))]
+    out: list[Estimate] = []
+    start = 0
+    for m in mapped:
+        mine = tuple(layers[start : start + len(m.executed)])
+        start += len(m.executed)
+        bad = [x for x in mine if not x.supported]
+        if bad and strict:
+            listed = ", ".join(f"{x.name} ({x.type}: {x.note})" for x in bad[:10])
+            raise UnsupportedLayerError(
+                f"{m.graph.name}: {len(bad)} executed layer(s) have no layer model in {hw.name!r}: {listed}"
+                + (" ..." if len(bad) > 10 else "")
+            )
+        total = sum(x.time_ms for x in mine if x.time_ms is not None) + hw.overhead.per_run_ms
+        out.append(
+            Estimate(
+                model=m.graph.name,
+                hardware=hw.name,
+                target=hw.target.key,
+                kind=kind,
+                total_ms=float(total),
+                layers=mine,
+                removed=m.removed,
+                run_overhead_ms=hw.overhead.per_run_ms,
+                node_overhead_ms=hw.overhead.per_node_ms,
+            )
+        )
+    return out
+
+
+def _bound(hw: HardwareModel, r: Resolved, rows: Features) -> np.ndarray:
+    """compute / memory / overhead from the model's roofs, or the type's roofline where the model has none."""
+    model = r.model
+    if not hasattr(model, "bound"):
+        roofline = hw.layer_models.get(r.type, {}).get("roofline")
+        if roofline is None or not hasattr(roofline, "bound"):
+            return np.full(len(rows), "-", dtype=object)
+        model = roofline
+    return np.asarray(model.bound(rows), dtype=object)
+
+
+def _layer(
+    ex: ExecutedLayer,
+    type_name: str,
+    X: Features,
+    i: int,
+    kernel_ms: float,
+    bound: str,
+    r: Resolved | None,
+    hw: HardwareModel,
+) -> LayerEstimate:
+    flops = float(X.values[i, X.names.index("flops")])
+    nbytes = float(X.values[i, X.names.index("bytes")])
+    time_ms: float | None = None
+    model = note = ""
+    if i in X.errors:
+        note = f"cannot account: {X.errors[i]}"
+    elif r is not None:
+        time_ms = float(kernel_ms) + hw.overhead.per_node_ms
+        model, note = f"{r.type}/{r.kind}", r.note
+    elif not ex.inserted and all(op in ZERO_COST_OPS for op in ex.ops):
+        time_ms = hw.overhead.per_node_ms
+        bound, note = "overhead", "declared zero-cost op without a layer model: node overhead only"
+    else:
+        note = f"no layer model for type {type_name!r} (nor its fallbacks) in this hardware model"
+    return LayerEstimate(ex.name, type_name, ex.covers, ex.inserted, flops, nbytes, str(bound), time_ms, model, note)

@@ -1,0 +1,372 @@
+"""Fit a hardware model from benchmark records: overheads, mapping rules, then layer models per type and kind.
+
+1. Records: ``ok`` ones with a graph and a measurement, of one target, without an excluded stability flag.
+2. Overheads: where a record has a per-node profile, its measured time minus the summed kernel times is
+   regressed (non-negative least squares) on the number of executed nodes: per-node and per-run overhead.
+3. Mapping rules: :func:`annette.mapping.learn_rules` (profiles first, timing test where singles exist).
+4. Samples: every profiled node of a micro or multi record is one sample of its executed-layer type (kernel
+   time); a record without profile that maps to a single executed layer is one sample (measured time less
+   the overheads). Network records are kept out unless ``use_networks`` (they are for evaluation).
+5. Quality: ~``holdout`` of the records of each family are held out; each type and kind is fitted on the
+   rest and scored on them (MAPE, R² on ms, n), and held-out multi-layer records are estimated end to end.
+   Then every model is refitted on all records.
+
+Types with fewer samples than a kind needs (:data:`MIN_SAMPLES`) lack that kind (estimates fall back to a
+simpler one); types with fewer than the roofline's minimum fall back to the generic model fitted on all
+samples (``*``), and the estimate says so per layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import annette
+from annette.bench.records import BenchRecord, Target
+from annette.errors import HardwareModelError
+from annette.hardware import HardwareModel, Overhead
+from annette.layers import KINDS, LAYER_MODELS, LayerModel
+from annette.layers.features import GENERIC_TYPE, executed_type, extract
+from annette.mapping.apply import apply
+from annette.mapping.learn import learn_rules, read_profile
+from annette.mapping.mapped import ExecutedLayer
+from annette.mapping.rules import MappingRules
+
+logger = logging.getLogger(__name__)
+
+MIN_SAMPLES: dict[str, int] = {"roofline": 3, "refined": 12, "statistical": 30, "mixed": 30}
+LAYER_RECORD_KINDS = ("micro", "multi")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Held-out quality of one (type, kind): MAPE and R² of kernel time, sample counts."""
+
+    type: str
+    kind: str
+    n_train: int
+    n_test: int
+    mape: float | None
+    r2: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "kind": self.kind,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "mape": self.mape,
+            "r2": self.r2,
+        }
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What a fit used, skipped and achieved."""
+
+    target: Target
+    records_used: dict[str, int]
+    skipped: dict[str, int]
+    n_samples: dict[str, int]  # executed-layer type -> samples
+    overhead: Overhead
+    rules: list[str]
+    quality: tuple[Quality, ...]
+    end_to_end: dict[str, dict[str, float | int | None]] = field(default_factory=dict)  # kind -> n, mape
+    fallbacks: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target.key,
+            "records_used": self.records_used,
+            "skipped": self.skipped,
+            "n_samples": self.n_samples,
+            "overhead": self.overhead.to_dict(),
+            "rules": self.rules,
+            "layer_quality": [q.to_dict() for q in self.quality],
+            "end_to_end_holdout": self.end_to_end,
+            "fallbacks": self.fallbacks,
+        }
+
+
+# -- records -------------------------------------------------------------------------------------------------
+def _usable(
+    records: Iterable[BenchRecord], exclude_flags: Sequence[str], target_key: str | None
+) -> tuple[list[BenchRecord], Counter[str], Target]:
+    skipped: Counter[str] = Counter()
+    kept: list[BenchRecord] = []
+    for r in records:
+        if r.status != "ok":
+            skipped["failed"] += 1
+        elif r.graph is None:
+            skipped["no graph"] += 1
+        elif r.measurement is None or not math.isfinite(r.measurement.label_ms) or r.measurement.label_ms <= 0:
+            skipped["no valid measurement"] += 1
+        elif any(f in exclude_flags for f in r.measurement.flags):
+            skipped["excluded flag"] += 1
+        else:
+            kept.append(r)
+    keys = Counter(r.target.key for r in kept)
+    if not keys:
+        raise HardwareModelError(f"no usable benchmark record (skipped: {dict(skipped) or 'none given'})")
+    if target_key is None:
+        if len(keys) > 1:
+            raise HardwareModelError(
+                f"records of {len(keys)} targets: {dict(keys)}; choose one with target_key"
+            )
+        target_key = next(iter(keys))
+    elif target_key not in keys:
+        raise HardwareModelError(f"no usable record of target {target_key!r}; targets: {dict(keys)}")
+    other = sum(n for k, n in keys.items() if k != target_key)
+    if other:
+        skipped["other target"] += other
+    kept = [r for r in kept if r.target.key == target_key]
+    return kept, skipped, kept[0].target
+
+
+def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
+    """Per-node and per-run overhead from profiled records: label − Σ kernel = per_run + per_node · n_nodes."""
+    from scipy.optimize import nnls
+
+    rows = [
+        (len(r.profile), r.measurement.label_ms - sum(p.time_ms for p in r.profile))
+        for r in records
+        if r.profile and r.measurement is not None
+    ]
+    if not rows:
+        return Overhead(method="none: no per-node profiles, overheads are inside the layer models")
+    n = np.array([x for x, _ in rows], dtype=np.float64)
+    gap = np.array([g for _, g in rows], dtype=np.float64)
+    if len(set(n.tolist())) < 2:
+        per_node = max(0.0, float(np.median(gap / n)))
+        return Overhead(per_node, 0.0, len(rows), "median (measured − Σ kernel) / nodes (one node count only)")
+    coef, _ = nnls(np.column_stack([n, np.ones_like(n)]), gap)
+    return Overhead(float(coef[0]), float(coef[1]), len(rows), "nnls: measured − Σ kernel = per_node·nodes + per_run")
+
+
+# -- samples -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Samples:
+    layers: list[ExecutedLayer]
+    times: np.ndarray
+    record: np.ndarray  # index of the record each sample comes from
+
+
+def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhead: Overhead) -> _Samples:
+    """Training samples (executed layer, kernel ms, record index) from records (see the module docstring)."""
+    positions = {r.op_type: r.position for r in rules.insertions}
+    layers: list[ExecutedLayer] = []
+    times: list[float] = []
+    owner: list[int] = []
+    for i, rec in enumerate(records):
+        run = read_profile(rec)
+        if run is not None:
+            for ex, t in run.executed(positions):
+                layers.append(ex)
+                times.append(t)
+                owner.append(i)
+            continue
+        assert rec.graph is not None and rec.measurement is not None
+        executed = apply(rec.graph, rules).executed
+        if len(executed) == 1:
+            layers.append(executed[0])
+            times.append(rec.measurement.label_ms - overhead.per_run_ms - overhead.per_node_ms)
+            owner.append(i)
+    return _Samples(layers, np.array(times, dtype=np.float64), np.array(owner, dtype=np.intp))
+
+
+def _holdout(records: Sequence[BenchRecord], fraction: float, rng: np.random.Generator) -> set[int]:
+    by_family: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_family[r.family].append(i)
+    held: set[int] = set()
+    for idx in by_family.values():
+        k = int(round(fraction * len(idx))) if len(idx) >= 5 else 0
+        held.update(int(x) for x in rng.permutation(idx)[:k])
+    return held
+
+
+def _scores(pred: np.ndarray, true: np.ndarray) -> tuple[float | None, float | None]:
+    if len(true) == 0:
+        return None, None
+    mape = float(np.mean(np.abs(pred - true) / true))
+    ss = float(np.sum((true - np.mean(true)) ** 2))
+    r2 = 1.0 - float(np.sum((pred - true) ** 2)) / ss if len(true) > 1 and ss > 0 else None
+    return mape, r2
+
+
+def _fit_one(kind: str, X: Any, y: np.ndarray, seed: int) -> LayerModel:
+    cls = LAYER_MODELS.get(kind)
+    params = cls().get_params()
+    return (cls(seed=seed) if "seed" in params else cls()).fit(X, y)
+
+
+# -- the fit -------------------------------------------------------------------------------------------------
+def fit_records(
+    records: Iterable[BenchRecord],
+    *,
+    kinds: Sequence[str] = KINDS,
+    seed: int = 0,
+    holdout: float = 0.15,
+    alpha: float = 0.5,
+    exclude_flags: Sequence[str] = (),
+    use_networks: bool = False,
+    target_key: str | None = None,
+    name: str | None = None,
+    provenance: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> tuple[HardwareModel, FitReport]:
+    """Build a hardware model from benchmark records; see the module docstring for the steps."""
+    for k in kinds:
+        LAYER_MODELS.get(k)
+    say = progress or (lambda msg: logger.info("%s", msg))
+    all_records = list(records)
+    usable, skipped, target = _usable(all_records, exclude_flags, target_key)
+    layer_kinds = (*LAYER_RECORD_KINDS, "network") if use_networks else LAYER_RECORD_KINDS
+    fit_set = [r for r in usable if r.kind in layer_kinds]
+    if not fit_set:
+        raise HardwareModelError(f"no usable {'/'.join(layer_kinds)} record among {len(usable)} usable records")
+    say(f"{len(fit_set)} records of {target.key} ({dict(Counter(r.kind for r in fit_set))})")
+
+    overhead = fit_overhead(fit_set)
+    say(f"overhead: {overhead.per_node_ms * 1e3:.2f} µs per node, {overhead.per_run_ms * 1e3:.2f} µs per run "
+        f"({overhead.n_records} profiled records)")
+    rules = learn_rules(fit_set, alpha=alpha, run_overhead_ms=overhead.per_run_ms)
+    say(f"mapping: {len(rules.fusions)} fusions, {len(rules.removals)} removals, {len(rules.insertions)} insertions")
+
+    samples = collect_samples(fit_set, rules, overhead)
+    X = extract(samples.layers)
+    types = np.array([executed_type(ex) for ex in samples.layers], dtype=object)
+    valid = np.array([i not in X.errors for i in range(len(X))]) & np.isfinite(samples.times) & (samples.times > 0)
+    skipped["samples without features or positive time"] += int((~valid).sum())
+    rng = np.random.default_rng(seed)
+    held = _holdout(fit_set, holdout, rng)
+    is_test = np.isin(samples.record, sorted(held))
+
+    counts = Counter(types[valid].tolist())
+    sparse = {t for t, n in counts.items() if n < MIN_SAMPLES["roofline"]}
+    fallbacks = {t: GENERIC_TYPE for t in sorted(sparse)}
+    groups: dict[str, np.ndarray] = {t: np.flatnonzero(valid & (types == t)) for t in counts if t not in sparse}
+    groups[GENERIC_TYPE] = np.flatnonzero(valid)
+
+    quality: list[Quality] = []
+    train_models: dict[str, dict[str, LayerModel]] = defaultdict(dict)
+    final: dict[str, dict[str, LayerModel]] = defaultdict(dict)
+    for t, idx in sorted(groups.items()):
+        type_kinds = ("roofline",) if t == GENERIC_TYPE else kinds
+        train, test = idx[~is_test[idx]], idx[is_test[idx]]
+        for kind in type_kinds:
+            if len(idx) < MIN_SAMPLES[kind]:
+                continue
+            if len(train) >= MIN_SAMPLES[kind]:
+                m = _fit_one(kind, X.take(train), samples.times[train], seed)
+                train_models[t][kind] = m
+                pred = m.predict(X.take(test)) if len(test) else np.zeros(0)
+                mape, r2 = _scores(pred, samples.times[test])
+                quality.append(Quality(t, kind, len(train), len(test), mape, r2))
+            final[t][kind] = _fit_one(kind, X.take(idx), samples.times[idx], seed)
+        say(f"{t}: {len(idx)} samples, kinds {', '.join(final[t]) or 'none'}")
+
+    feature_names = X.names
+    hw_name = name or f"{target.backend}-{target.device}-{target.precision}-b{target.batch}-t{target.threads}"
+    end_to_end = _end_to_end(
+        [fit_set[i] for i in sorted(held) if fit_set[i].kind != "micro"],
+        HardwareModel(hw_name, target, rules, dict(train_models), overhead, fallbacks, feature_names),
+        kinds,
+    )
+    report = FitReport(
+        target=target,
+        records_used=dict(Counter(r.kind for r in fit_set)),
+        skipped=dict(skipped),
+        n_samples=dict(sorted(counts.items())),
+        overhead=overhead,
+        rules=rules.summary(),
+        quality=tuple(quality),
+        end_to_end=end_to_end,
+        fallbacks=fallbacks,
+    )
+    hw = HardwareModel(
+        name=hw_name,
+        target=target,
+        rules=rules,
+        layer_models={t: dict(m) for t, m in final.items() if m},
+        overhead=overhead,
+        fallbacks=fallbacks,
+        feature_names=feature_names,
+        provenance=_provenance(all_records, fit_set, seed, holdout, kinds, exclude_flags, provenance),
+        quality=report.to_dict(),
+    )
+    return hw, report
+
+
+def _end_to_end(
+    records: Sequence[BenchRecord], hw: HardwareModel, kinds: Sequence[str]
+) -> dict[str, dict[str, float | int | None]]:
+    """MAPE of whole-record estimates (mapping + layer models + overheads) on held-out multi-layer records."""
+    from annette.estimate import estimate_many
+
+    out: dict[str, dict[str, float | int | None]] = {}
+    if not records:
+        return out
+    graphs = [r.graph for r in records if r.graph is not None]
+    measured = np.array([r.measurement.label_ms for r in records if r.measurement is not None])
+    for kind in kinds:
+        ests = estimate_many(graphs, hw, kind=kind)
+        pred = np.array([e.total_ms for e in ests])
+        complete = np.array([not e.unsupported for e in ests])
+        mape, _ = _scores(pred[complete], measured[complete])
+        out[kind] = {"n": int(complete.sum()), "n_incomplete": int((~complete).sum()), "mape": mape}
+    return out
+
+
+def _provenance(
+    all_records: Sequence[BenchRecord],
+    used: Sequence[BenchRecord],
+    seed: int,
+    holdout: float,
+    kinds: Sequence[str],
+    exclude_flags: Sequence[str],
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    dates = sorted(str(r.metadata["date"]) for r in used if r.metadata.get("date"))
+    versions = {}
+    for pkg in ("numpy", "scipy", "lightgbm", used[0].target.runtime):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "annette_version": annette.__version__,
+        "library_versions": versions,
+        "records_total": len(all_records),
+        "records_used": dict(Counter(r.kind for r in used)),
+        "records_failed": sum(1 for r in all_records if r.status != "ok"),
+        "measured_from": dates[0] if dates else None,
+        "measured_to": dates[-1] if dates else None,
+        "seed": seed,
+        "holdout": holdout,
+        "kinds": list(kinds),
+        "exclude_flags": list(exclude_flags),
+        **(extra or {}),
+    }
+
+
+def fit_store(store_dir: str | Path, **opts: Any) -> tuple[HardwareModel, FitReport]:
+    """Fit a hardware model from a benchmark store directory (options as :func:`fit_records`)."""
+    from annette.bench.store import BenchStore
+
+    store = BenchStore(Path(store_dir))
+    records = [*store.records(status="ok"), *store.records(status="failed")]
+    extra = {"store": str(Path(store_dir).resolve()), **dict(opts.pop("provenance", None) or {})}
+    return fit_records(records, provenance=extra, **opts)

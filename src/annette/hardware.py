@@ -1,0 +1,241 @@
+"""The hardware-model bundle: everything an estimate needs about one target, in one JSON file.
+
+A bundle holds a schema version, the target (``Target.to_dict()``), the mapping rules, the layer models per
+executed-layer type and kind (LightGBM models as their own text), the feature names they were fitted on, the
+type fallbacks, the per-node and per-run overheads, provenance (store, record counts, dates, versions) and
+fit quality. Loading never executes code: it parses JSON and checks every part, raising
+:class:`HardwareModelError` that names what is missing or wrong.
+
+:data:`SHIPPED` maps the names of the bundles shipped in ``annette/data/hw/*.json`` to their files;
+:meth:`HardwareModel.load` accepts a path or one of those names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from annette.bench.records import Target
+from annette.errors import HardwareModelError, UnknownNameError
+from annette.layers import KINDS, LayerModel
+from annette.layers.features import FEATURE_NAMES, FEATURES, type_fallbacks
+from annette.mapping.rules import MappingRules
+from annette.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+HW_SCHEMA = "annette.hardware"
+HW_SCHEMA_VERSION = 1
+SHIPPED_DIR = Path(__file__).parent / "data" / "hw"
+
+# For each requested kind, the kinds tried in turn when a type lacks it (too little data for it).
+KIND_FALLBACKS: Mapping[str, tuple[str, ...]] = {
+    "roofline": ("roofline",),
+    "refined": ("refined", "roofline"),
+    "statistical": ("statistical", "refined", "roofline"),
+    "mixed": ("mixed", "refined", "roofline"),
+}
+
+SHIPPED: Registry[Path] = Registry("shipped hardware model")
+for _path in sorted(SHIPPED_DIR.glob("*.json")):
+    SHIPPED.register(_path.stem, _path)
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """Time the target spends beyond the kernels: per executed node and per run (ms)."""
+
+    per_node_ms: float = 0.0
+    per_run_ms: float = 0.0
+    n_records: int = 0
+    method: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "per_node_ms": self.per_node_ms,
+            "per_run_ms": self.per_run_ms,
+            "n_records": self.n_records,
+            "method": self.method,
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Overhead:
+        return Overhead(
+            per_node_ms=float(d["per_node_ms"]),
+            per_run_ms=float(d["per_run_ms"]),
+            n_records=int(d.get("n_records", 0)),
+            method=str(d.get("method", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Which model predicts an executed-layer type under a requested kind, and why, if not the obvious one."""
+
+    type: str
+    kind: str
+    model: LayerModel
+    note: str
+
+
+@dataclass(frozen=True, eq=False)
+class HardwareModel:
+    """A fitted target: mapping rules, layer models per type and kind, overheads and provenance."""
+
+    name: str
+    target: Target
+    rules: MappingRules
+    layer_models: Mapping[str, Mapping[str, LayerModel]]
+    overhead: Overhead = Overhead()
+    fallbacks: Mapping[str, str] = field(default_factory=dict)
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    quality: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Kinds available for at least one layer type, simplest first."""
+        have = {k for models in self.layer_models.values() for k in models}
+        return tuple(k for k in KINDS if k in have)
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(sorted(self.layer_models))
+
+    def resolve(self, type_name: str, kind: str) -> Resolved | None:
+        """The model for ``type_name`` under ``kind``: the type itself, else its primary member's type, else
+        that op's base type; ``fallbacks`` redirects types with too little data (to the generic model); the
+        kind falls back along :data:`KIND_FALLBACKS`. None where nothing covers the type."""
+        if kind not in KIND_FALLBACKS:
+            raise UnknownNameError(f"unknown estimate kind {kind!r}; valid: {', '.join(KIND_FALLBACKS)}")
+        for candidate in type_fallbacks(type_name):
+            used = self.fallbacks.get(candidate, candidate)
+            models = self.layer_models.get(used)
+            if not models:
+                continue
+            for k in KIND_FALLBACKS[kind]:
+                if k in models:
+                    notes = []
+                    if used != type_name:
+                        why = " (too little data)" if candidate in self.fallbacks else ""
+                        notes.append(f"type {type_name}→{used}{why}")
+                    if k != kind:
+                        notes.append(f"kind {kind}→{k}")
+                    return Resolved(used, k, models[k], "; ".join(notes))
+        return None
+
+    # -- JSON ----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": HW_SCHEMA,
+            "schema_version": HW_SCHEMA_VERSION,
+            "name": self.name,
+            "target": self.target.to_dict(),
+            "features": {"names": list(self.feature_names), "units": {n: FEATURES[n][0] for n in self.feature_names}},
+            "mapping": self.rules.to_dict(),
+            "overhead": self.overhead.to_dict(),
+            "layer_models": {t: {k: m.to_dict() for k, m in kinds.items()} for t, kinds in self.layer_models.items()},
+            "fallbacks": dict(self.fallbacks),
+            "provenance": dict(self.provenance),
+            "quality": dict(self.quality),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(), indent=1))
+        return p
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any], source: str = "<dict>") -> HardwareModel:
+        if d.get("schema") != HW_SCHEMA:
+            raise HardwareModelError(f"{source}: not a hardware model (expected \"schema\": \"{HW_SCHEMA}\")")
+        if d.get("schema_version") != HW_SCHEMA_VERSION:
+            raise HardwareModelError(
+                f"{source}: hardware-model schema version {d.get('schema_version')!r} is not supported "
+                f"(expected {HW_SCHEMA_VERSION})"
+            )
+        required = ("name", "target", "features", "mapping", "overhead", "layer_models")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise HardwareModelError(f"{source}: hardware model lacks {', '.join(missing)}")
+        names = tuple(str(n) for n in dict(d["features"]).get("names", ()))
+        if names != FEATURE_NAMES:
+            raise HardwareModelError(
+                f"{source}: fitted on feature columns {list(names)}, but this annette extracts "
+                f"{list(FEATURE_NAMES)}; refit the hardware model"
+            )
+        try:
+            target = Target.from_dict(d["target"])
+            overhead = Overhead.from_dict(d["overhead"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HardwareModelError(f"{source}: malformed target or overhead: {exc!r}") from exc
+        rules = MappingRules.from_dict(d["mapping"])
+        layer_models: dict[str, dict[str, LayerModel]] = {}
+        for type_name, kinds in dict(d["layer_models"]).items():
+            layer_models[type_name] = {}
+            for kind, md in dict(kinds).items():
+                try:
+                    model = LayerModel.from_dict(md)
+                except HardwareModelError as exc:
+                    raise HardwareModelError(f"{source}: layer model {type_name}/{kind}: {exc}") from exc
+                if model.kind != kind:
+                    raise HardwareModelError(f"{source}: layer model {type_name}/{kind} is of kind {model.kind!r}")
+                if model.feature_names_ != names:
+                    raise HardwareModelError(f"{source}: layer model {type_name}/{kind} has other feature names")
+                layer_models[type_name][kind] = model
+        fallbacks = {str(k): str(v) for k, v in dict(d.get("fallbacks", {})).items()}
+        dangling = sorted(k for k, v in fallbacks.items() if v not in layer_models)
+        if dangling:
+            raise HardwareModelError(f"{source}: fallbacks of {dangling} name types without models")
+        return HardwareModel(
+            name=str(d["name"]),
+            target=target,
+            rules=rules,
+            layer_models=layer_models,
+            overhead=overhead,
+            fallbacks=fallbacks,
+            feature_names=names,
+            provenance=dict(d.get("provenance", {})),
+            quality=dict(d.get("quality", {})),
+        )
+
+    @staticmethod
+    def load(path_or_name: str | Path) -> HardwareModel:
+        """Load a bundle from a JSON file, or a shipped one by name (see ``annette hw list``)."""
+        p = Path(path_or_name)
+        if not p.is_file():
+            if str(path_or_name) in SHIPPED:
+                p = SHIPPED.get(str(path_or_name))
+            else:
+                choices = ", ".join(SHIPPED.names()) or "(none shipped)"
+                raise HardwareModelError(
+                    f"hardware model {str(path_or_name)!r} is neither a file nor a shipped model; shipped: {choices}"
+                )
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HardwareModelError(f"{p}: cannot read a hardware model: {exc}") from exc
+        if not isinstance(data, dict):
+            raise HardwareModelError(f"{p}: expected a JSON object, got {type(data).__name__}")
+        hw = HardwareModel.from_dict(data, source=str(p))
+        _warn_runtime_version(hw.target, str(p))
+        return hw
+
+
+def _warn_runtime_version(target: Target, source: str) -> None:
+    try:
+        installed = metadata.version(target.runtime)
+    except metadata.PackageNotFoundError:
+        return
+    if installed != target.runtime_version:
+        logger.warning(
+            "%s was fitted on %s %s, but %s %s is installed: the target may map and run layers differently",
+            source, target.runtime, target.runtime_version, target.runtime, installed,
+        )
+
