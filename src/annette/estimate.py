@@ -53,6 +53,7 @@ class LayerEstimate:
     time_ms: float | None
     model: str  # "<type>/<kind>" of the layer model used, "" where none
     note: str = ""
+    anchor: str = ""  # inserted layers: the executed layer they were inserted for
 
     @property
     def supported(self) -> bool:
@@ -70,6 +71,7 @@ class LayerEstimate:
             "time_ms": self.time_ms,
             "model": self.model,
             "note": self.note,
+            "anchor": self.anchor,
         }
 
 
@@ -240,4 +242,6 @@ def _layer(
         bound, note = "overhead", "declared zero-cost op without a layer model: node overhead only"
     else:
         note = f"no layer model for type {type_name!r} (nor its fallbacks) in this hardware model"
-    return LayerEstimate(ex.name, type_name, ex.covers, ex.inserted, flops, nbytes, str(bound), time_ms, model, note)
+    return LayerEstimate(
+        ex.name, type_name, ex.covers, ex.inserted, flops, nbytes, str(bound), time_ms, model, note, ex.anchor
+    )
