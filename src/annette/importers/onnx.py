@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ NONDETERMINISTIC_OPS = frozenset(
 CONV_OPS = frozenset({"Conv", "ConvTranspose"})
 WINDOW_OPS = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"})
 MAX_FOLD_ROUNDS = 8
+LARGE_INITIALIZER_ELEMS = 4096  # bigger constants are hidden from the checker and shape inference
 
 
 # -- loading ---------------------------------------------------------------------------------------------------
@@ -265,22 +267,76 @@ def _apply_overrides(
                 f"--input-shape {name}=D0,D1,... (input_shapes={{{name!r}: (...)}})"
             )
         _set_dims(vi, [int(d) for d in dims if isinstance(d, int)])
-    # stale intermediate shapes may contradict the overrides: infer them again
-    del g.value_info[:]
-    for out in g.output:
-        if out.type.tensor_type.HasField("shape"):
-            out.type.tensor_type.ClearField("shape")
+    _forget_inferred_shapes(model)
 
 
-def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
+def _forget_inferred_shapes(model: onnx.ModelProto) -> None:
+    """Drop intermediate shapes and output dims (keeping output ranks), which an override may contradict."""
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        for dim in out.type.tensor_type.shape.dim:
+            dim.ClearField("dim_value")
+            dim.ClearField("dim_param")
+
+
+def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs have first dimension ``batch`` (shapes re-inferred)."""
+    if batch <= 0:
+        raise ShapeError(f"batch must be a positive integer, got {batch}")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    initializers = {t.name for t in out.graph.initializer}
+    for vi in out.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name not in initializers and len(dims) > 0:
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = batch
+    _forget_inferred_shapes(out)
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
-        log.warning("strict shape inference failed (%s); retrying leniently", str(exc).splitlines()[0])
+        return onnx.shape_inference.infer_shapes(out, data_prop=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise ShapeError(f"model does not accept batch {batch}: {exc}") from exc
+
+
+@contextmanager
+def _without_large_initializers(model: onnx.ModelProto) -> Iterator[None]:
+    """Temporarily turn large initializers into typed graph inputs, so that the checker and shape inference
+    (which serialize the model) do not copy the weights; shapes and small constants stay visible."""
+    g = model.graph
+    large = [t for t in g.initializer if math.prod(t.dims) > LARGE_INITIALIZER_ELEMS]
+    if not large:
+        yield
+        return
+    small = [t for t in g.initializer if math.prod(t.dims) <= LARGE_INITIALIZER_ELEMS]
+    declared = {vi.name for vi in g.input}
+    added = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in large if t.name not in declared]
+    n_inputs = len(g.input)
+    del g.initializer[:]
+    g.initializer.extend(small)
+    g.input.extend(added)
+    try:
+        yield
+    finally:
+        del g.input[n_inputs:]
+        del g.initializer[:]
+        g.initializer.extend([*small, *large])
+
+
+def _infer(model: onnx.ModelProto) -> None:
+    """Shape inference (``data_prop=True``) in place: fills ``value_info`` and the output types."""
+    with _without_large_initializers(model):
         try:
-            return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-        except (onnx.shape_inference.InferenceError, RuntimeError) as exc2:
-            raise ShapeError(f"ONNX shape inference failed: {exc2}") from exc2
+            inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=True, data_prop=True)
+        except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+            log.warning("strict shape inference failed (%s); retrying leniently", str(exc).splitlines()[0])
+            try:
+                inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+            except (onnx.shape_inference.InferenceError, RuntimeError) as exc2:
+                raise ShapeError(f"ONNX shape inference failed: {exc2}") from exc2
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(inferred.graph.value_info)
+    del model.graph.output[:]
+    model.graph.output.extend(inferred.graph.output)
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -522,18 +578,19 @@ def graph_from_onnx(
         opset = _opset(proto)
     _sort_topologically(proto, name)
     try:
-        onnx.checker.check_model(proto)
+        with _without_large_initializers(proto):
+            onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise ModelFileError(f"model {name!r} fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
     if batch is not None and batch <= 0:
         raise ShapeError(f"batch must be a positive integer, got {batch}")
     _apply_overrides(proto, batch, input_shapes)
 
-    proto = _infer(proto)
+    _infer(proto)
     for _ in range(MAX_FOLD_ROUNDS):
         if not _fold_constants(proto, opset):
             break
-        proto = _infer(proto)
+        _infer(proto)
 
     static = _static_shapes(proto)
     for t in proto.graph.initializer:
@@ -572,7 +629,9 @@ def _build_graph(proto: onnx.ModelProto, name: str, opset: int, shapes: _Shapes,
             if not t:
                 continue
             if t in consts:
-                if pos in const_attr_names:
+                if node.op_type == "CastLike" and pos == 1:  # only its dtype matters
+                    attrs["to"] = shapes.spec(t, where).dtype
+                elif pos in const_attr_names:
                     attrs[const_attr_names[pos]] = _const_attr(numpy_helper.to_array(init_values[t]))
                 else:
                     weights.append(shapes.spec(t, where))

@@ -1,0 +1,104 @@
+"""The torchvision classification zoo, with random weights (nothing is downloaded).
+
+``export_onnx(name, batch=...)`` builds the model (``weights=None``, seeded, eval mode; GoogLeNet and
+Inception-v3 without auxiliary heads), exports it at its native input size and caches the ONNX file under
+``$ANNETTE_CACHE_DIR/zoo`` (default ``~/.cache/annette/zoo``) keyed by name, batch and torch version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import onnx
+
+from annette.errors import ModelFileError, UnknownNameError
+from annette.graph.ir import Graph
+
+log = logging.getLogger(__name__)
+
+# name -> native input size (square, from the torchvision weights' crop size; ViT-H/14 is built with its
+# constructor default of 224, since weights=None builds that architecture)
+TORCHVISION_MODELS: dict[str, int] = {
+    "alexnet": 224,
+    "convnext_tiny": 224, "convnext_small": 224, "convnext_base": 224, "convnext_large": 224,
+    "densenet121": 224, "densenet161": 224, "densenet169": 224, "densenet201": 224,
+    "efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 288, "efficientnet_b3": 300,
+    "efficientnet_b4": 380, "efficientnet_b5": 456, "efficientnet_b6": 528, "efficientnet_b7": 600,
+    "efficientnet_v2_s": 384, "efficientnet_v2_m": 480, "efficientnet_v2_l": 480,
+    "googlenet": 224,
+    "inception_v3": 299,
+    "maxvit_t": 224,
+    "mnasnet0_5": 224, "mnasnet0_75": 224, "mnasnet1_0": 224, "mnasnet1_3": 224,
+    "mobilenet_v2": 224, "mobilenet_v3_small": 224, "mobilenet_v3_large": 224,
+    "regnet_x_400mf": 224, "regnet_x_800mf": 224, "regnet_x_1_6gf": 224, "regnet_x_3_2gf": 224,
+    "regnet_x_8gf": 224, "regnet_x_16gf": 224, "regnet_x_32gf": 224,
+    "regnet_y_400mf": 224, "regnet_y_800mf": 224, "regnet_y_1_6gf": 224, "regnet_y_3_2gf": 224,
+    "regnet_y_8gf": 224, "regnet_y_16gf": 224, "regnet_y_32gf": 224, "regnet_y_128gf": 384,
+    "resnet18": 224, "resnet34": 224, "resnet50": 224, "resnet101": 224, "resnet152": 224,
+    "resnext50_32x4d": 224, "resnext101_32x8d": 224, "resnext101_64x4d": 224,
+    "wide_resnet50_2": 224, "wide_resnet101_2": 224,
+    "shufflenet_v2_x0_5": 224, "shufflenet_v2_x1_0": 224, "shufflenet_v2_x1_5": 224, "shufflenet_v2_x2_0": 224,
+    "squeezenet1_0": 224, "squeezenet1_1": 224,
+    "swin_t": 224, "swin_s": 224, "swin_b": 224,
+    "swin_v2_t": 256, "swin_v2_s": 256, "swin_v2_b": 256,
+    "vgg11": 224, "vgg11_bn": 224, "vgg13": 224, "vgg13_bn": 224, "vgg16": 224, "vgg16_bn": 224,
+    "vgg19": 224, "vgg19_bn": 224,
+    "vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224, "vit_h_14": 224,
+}
+
+_CONSTRUCTOR_OPTIONS: dict[str, dict[str, bool]] = {
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "inception_v3": {"aux_logits": False, "init_weights": False},
+}
+
+SEED = 0
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ANNETTE_CACHE_DIR", Path.home() / ".cache" / "annette")) / "zoo"
+
+
+def _check_name(name: str) -> int:
+    try:
+        return TORCHVISION_MODELS[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown torchvision model {name!r}; valid names: {', '.join(sorted(TORCHVISION_MODELS))}"
+        ) from None
+
+
+def export_onnx(name: str, *, batch: int = 1) -> onnx.ModelProto:
+    """The ONNX export of torchvision model ``name`` at batch ``batch`` (cached on disk)."""
+    size = _check_name(name)
+    if batch <= 0:
+        raise ModelFileError(f"batch must be a positive integer, got {batch}")
+    import torch
+    import torchvision
+
+    path = cache_dir() / f"{name}_b{batch}_torch{torch.__version__.replace('+', '_')}.onnx"
+    if path.is_file():
+        try:
+            return onnx.load_model(str(path))
+        except Exception as exc:  # protobuf DecodeError: a cache file cut short by an interrupted write
+            log.warning("ignoring the unreadable cached export %s (%s)", path, exc)
+    from annette.importers.torch import onnx_from_module
+
+    log.info("exporting torchvision:%s at batch %d, %dx%d (first use; cached in %s)", name, batch, size, size, path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        module = torchvision.models.get_model(name, weights=None, **_CONSTRUCTOR_OPTIONS.get(name, {}))
+    proto = onnx_from_module(module, (torch.zeros(batch, 3, size, size),), name=name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    onnx.save_model(proto, str(tmp))
+    tmp.replace(path)
+    return proto
+
+
+def graph_from_torchvision(name: str, *, batch: int = 1) -> Graph:
+    """Import torchvision model ``name`` (random weights, native input size) as an annette Graph."""
+    from annette.importers.onnx import graph_from_onnx
+
+    return graph_from_onnx(export_onnx(name, batch=batch), name=name)
