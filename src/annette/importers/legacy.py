@@ -246,7 +246,7 @@ def _squeeze(op: str) -> Callable[[str, Mapping[str, Any], Sequence[TensorSpec],
 def _reduce_mean(name: str, raw: Mapping[str, Any], ins: Sequence[TensorSpec], out: TensorSpec) -> Converted:
     x, y = ins[0].shape, out.shape
     if len(x) == len(y):
-        axes = tuple(i for i, (a, b) in enumerate(zip(x, y)) if a != b)
+        axes = tuple(i for i, (a, b) in enumerate(zip(x, y, strict=True)) if a != b)
         return "ReduceMean", (), {"axes": axes, "keepdims": 1}
     return "ReduceMean", (), {"axes": _removed_axes(name, x, y, unit=False), "keepdims": 0}
 
@@ -374,6 +374,22 @@ def graph_from_legacy(source: str | Path | Mapping[str, Any] | LegacyGraph, *, n
 
 
 # -- IR -> legacy ----------------------------------------------------------------------------------------
+def _int_list(layer: Layer, key: str, default: Sequence[int]) -> list[int]:
+    value = layer.attr(key)
+    if value is None:
+        return list(default)
+    if not isinstance(value, tuple):
+        raise UnsupportedOperatorError(f"layer {layer.name!r} ({layer.op}): attribute {key!r} should be a list, got {value!r}")
+    return [int(v) for v in value]
+
+
+def _int_attr(layer: Layer, key: str, default: int) -> int:
+    value = layer.attr(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UnsupportedOperatorError(f"layer {layer.name!r} ({layer.op}): attribute {key!r} should be a number, got {value!r}")
+    return int(value)
+
+
 def _legacy_type_and_attrs(layer: Layer) -> tuple[str, dict[str, Any]]:
     op, x, y = layer.op, layer.input.shape if layer.inputs else (), layer.output.shape
     rank = len(x)
@@ -381,40 +397,33 @@ def _legacy_type_and_attrs(layer: Layer) -> tuple[str, dict[str, Any]]:
 
     def spatial(kernel: Sequence[int]) -> None:
         n = len(kernel)
-        strides = tuple(layer.attr("strides") or (1,) * n)  # type: ignore[arg-type]
-        pads = tuple(layer.attr("pads") or (0,) * (2 * n))  # type: ignore[arg-type]
-        out["strides"] = [1, *strides, 1]
+        pads = _int_list(layer, "pads", [0] * (2 * n))
+        out["strides"] = [1, *_int_list(layer, "strides", [1] * n), 1]
         out["pads"] = [0, *pads[:n], 0, 0, *pads[n:], 0]
         if layer.attr("dilations") is not None:
-            out["dilations"] = [1, *layer.attr("dilations"), 1]  # type: ignore[misc]
+            out["dilations"] = [1, *_int_list(layer, "dilations", []), 1]
 
     if op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool") and rank not in (3, 4):
         raise UnsupportedOperatorError(f"layer {layer.name!r} ({op}): only 1-D and 2-D {op} have a legacy form")
-    if op == "Conv":
+    group = _int_attr(layer, "group", 1)
+    if op in ("Conv", "ConvTranspose"):
         w = layer.weights[0].shape if layer.weights else layer.inputs[1].shape
-        kernel, group = list(w[2:]), int(layer.attr("group", 1) or 1)  # type: ignore[arg-type]
+        kernel = list(w[2:])
         spatial(kernel)
+        if op == "ConvTranspose":  # weight (C_in, C_out/group, kh, kw) -> TensorFlow's [kh, kw, C_out, C_in]
+            if layer.attr("output_padding") is not None:
+                out["out_pad"] = _int_list(layer, "output_padding", [])
+            return "ConvTranspose", {"kernel_shape": [*kernel, w[1] * group, w[0]], **out}
         if rank == 3:
             return "Conv1d", {"kernel_shape": [*kernel, w[1], w[0]], **out}
         if group > 1 and group == x[1] and w[1] == 1:
             return "DepthwiseConv", {"kernel_shape": [*kernel, x[1], w[0] // x[1]], **out}
         return "Conv", {"kernel_shape": [*kernel, w[1], w[0]], **out}
-    if op == "ConvTranspose":
-        w = layer.weights[0].shape if layer.weights else layer.inputs[1].shape
-        spatial(list(w[2:]))
-        if layer.attr("output_padding") is not None:
-            out["out_pad"] = list(layer.attr("output_padding"))  # type: ignore[arg-type]
-        return "ConvTranspose", {"kernel_shape": [*w[2:], w[1] * int(layer.attr("group", 1) or 1), w[0]], **out}  # type: ignore[arg-type]
-    if op in ("MaxPool", "AveragePool"):
-        kernel = list(layer.attr("kernel_shape") or ())  # type: ignore[arg-type]
+    if op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
+        kernel = list(x[2:]) if op.startswith("Global") else _int_list(layer, "kernel_shape", [])
         spatial(kernel)
         out.pop("dilations", None)
-        kind = "MAX" if op == "MaxPool" else "AVG"
-        return ("Pool" if rank == 4 else "Pool1d"), {"kernel_shape": [1, *kernel, 1], **out, "pooling_type": kind}
-    if op in ("GlobalAveragePool", "GlobalMaxPool"):
-        kernel = list(x[2:])
-        spatial(kernel)
-        kind = "MAX" if op == "GlobalMaxPool" else "AVG"
+        kind = "MAX" if "Max" in op else "AVG"
         return ("Pool" if rank == 4 else "Pool1d"), {"kernel_shape": [1, *kernel, 1], **out, "pooling_type": kind}
     if op == "Gemm":
         return "FullyConnected", {}
@@ -423,15 +432,13 @@ def _legacy_type_and_attrs(layer: Layer) -> tuple[str, dict[str, Any]]:
     if op == "Clip" and layer.attr("min") == 0.0 and layer.attr("max") == 6.0:
         return "Relu6", {}
     if op == "Concat":
-        return "Concat", {"axis": _nhwc_axis(len(y), int(layer.attr("axis", 1) or 0))}  # type: ignore[arg-type]
-    if op == "Transpose":
-        perm = list(layer.attr("perm") or range(rank))  # type: ignore[arg-type]
-        p = _perm(rank)
-        # inverse of graph_from_legacy's perm conversion
+        return "Concat", {"axis": _nhwc_axis(len(y), _int_attr(layer, "axis", 1))}
+    if op == "Transpose":  # the inverse of graph_from_legacy's perm conversion
+        perm, p = _int_list(layer, "perm", range(rank)), _perm(rank)
         return "Transpose", {"perm": [p[perm[p.index(i)]] for i in range(rank)]}
     if op == "Pad":
-        pads = list(layer.attr("pads") or [0] * (2 * rank))  # type: ignore[arg-type]
-        return "Pad", {"pads": [*(_nhwc(pads[:rank])), *(_nhwc(pads[rank:]))]}
+        pads = _int_list(layer, "pads", [0] * (2 * rank))
+        return "Pad", {"pads": [*_nhwc(pads[:rank]), *_nhwc(pads[rank:])]}
     return op, {}
 
 

@@ -136,7 +136,7 @@ class LegacyGraph:
         if len(types) < 2:
             raise LegacyFormatError(f"{self.source}: splitting layer {name!r} needs at least 2 types, got {list(types)}")
         new_names = [f"{name}_{t}" for t in types]
-        for i, (new, t) in enumerate(zip(new_names, types)):
+        for i, (new, t) in enumerate(zip(new_names, types, strict=True)):
             if i == 0:
                 self.layers[new] = self.layers.pop(name)
             else:

@@ -60,6 +60,7 @@ class MappingRule:
     out_type: str | tuple[str, ...] | None = None
     primary_conditions: tuple[FuseCondition, ...] = ()
     secondary_conditions: tuple[FuseCondition, ...] = ()
+    est_model: str | None = None  # a classifier pickle that must also predict 1.0 (never shipped: not runnable)
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,7 @@ def parse_rule(key: str, raw: Any, source: str = "<dict>") -> MappingRule:
     prim, sec, out = raw.get("prim_type"), raw.get("sec_type"), raw.get("out_type")
     if not isinstance(prim, str):
         raise LegacyFormatError(f"{where}: 'prim_type' should be a layer type string, got {prim!r}")
-    if raw.get("est_model"):
-        raise LegacyFormatError(
-            f"{where} decides fusion with the classifier {raw['est_model']!r}, a pickle that was never published "
-            "(and annette never unpickles files); use a mapping model without 'est_model' (e.g. ov.json)"
-        )
+    est_model = str(raw["est_model"]) if raw.get("est_model") else None
     if sec is not None:
         if not isinstance(sec, str) or not isinstance(out, str):
             raise LegacyFormatError(f"{where}: a fuser needs string 'sec_type' and 'out_type', got {sec!r}, {out!r}")
@@ -116,7 +113,7 @@ def parse_rule(key: str, raw: Any, source: str = "<dict>") -> MappingRule:
                 raise LegacyFormatError(f"{where}: 'fuse_cond' should have 'primary' and 'secondary', got {cond!r}")
             prim_c = _parse_conditions(cond["primary"], f"{where} primary")
             sec_c = _parse_conditions(cond["secondary"], f"{where} secondary")
-        return MappingRule(key, str(raw.get("name", key)), "fuser", prim, sec, out, prim_c, sec_c)
+        return MappingRule(key, str(raw.get("name", key)), "fuser", prim, sec, out, prim_c, sec_c, est_model)
     if out is None:
         return MappingRule(key, str(raw.get("name", key)), "remover", prim)
     if isinstance(out, list) and len(out) >= 2 and all(isinstance(t, str) for t in out):
@@ -127,13 +124,27 @@ def parse_rule(key: str, raw: Any, source: str = "<dict>") -> MappingRule:
     )
 
 
-def load_mapping_model(source: JsonSource | MappingModel) -> MappingModel:
-    """Load a legacy mapping-model file (path or parsed dict); rules keep the file order."""
+def load_mapping_model(source: JsonSource | MappingModel, *, runnable: bool = True) -> MappingModel:
+    """Load a legacy mapping-model file (path or parsed dict); rules keep the file order.
+
+    With ``runnable`` (the default), a rule that decides fusion with a classifier pickle (``est_model``, as in
+    ``ov2.json``) raises :class:`LegacyFormatError`: those pickles were never published, and annette never
+    unpickles files. ``runnable=False`` reads such files as data.
+    """
     if isinstance(source, MappingModel):
-        return source
-    data, label, _ = read_json_object(source, "mapping model")
-    rules = tuple(parse_rule(k, v, label) for k, v in data.items() if k != "name")
-    return MappingModel(name=str(data.get("name", label)), rules=rules, source=label)
+        model = source
+    else:
+        data, label, _ = read_json_object(source, "mapping model")
+        rules = tuple(parse_rule(k, v, label) for k, v in data.items() if k != "name")
+        model = MappingModel(name=str(data.get("name", label)), rules=rules, source=label)
+    for rule in model.rules:
+        if runnable and rule.est_model:
+            raise LegacyFormatError(
+                f"{model.source}: mapping rule {rule.key!r} decides fusion with the classifier {rule.est_model!r}, "
+                "a pickle that was never published (and annette never unpickles files); use a mapping model "
+                "without 'est_model' (e.g. ov.json)"
+            )
+    return model
 
 
 def _condition_view(name: str, layer: dict[str, Any]) -> Mapping[str, Any]:
