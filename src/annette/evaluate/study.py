@@ -32,6 +32,7 @@ from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor_round
 from annette.graph.ir import Graph
 
 if TYPE_CHECKING:
+    from annette.estimate import Estimate
     from annette.hardware import HardwareModel
 
 log = logging.getLogger(__name__)
@@ -262,22 +263,42 @@ def label_over_rounds(measurements: Sequence[Measurement]) -> float:
     return float(label_of([x for m in measurements for x in m.samples_ms]))
 
 
-def layer_type(op: str, *, inserted: bool) -> str:
-    return f"{op}{INSERTED}" if inserted else op
+def layer_type(covers: Sequence[str], op: str, graph: Graph) -> str:
+    """The layer type a profiled or estimated node counts as: the op of the first graph layer it covers (in
+    topological order), so a Conv+BN+Relu fusion is ``Conv``; a node covering no graph layer (inserted by
+    the runtime, e.g. a layout reorder) is ``"<its op> (inserted)"``."""
+    order = graph_order(graph)
+    covered = [c for c in covers if c in order]
+    if covered:
+        return graph.by_name[min(covered, key=order.__getitem__)].op
+    return f"{op}{INSERTED}"
+
+
+def graph_order(graph: Graph) -> dict[str, int]:
+    return {layer.name: i for i, layer in enumerate(graph.layers)}
 
 
 def profiled_by_type(profile: Iterable[NodeProfile], graph: Graph) -> dict[str, float]:
-    """Profiled kernel time per layer type: a node counts as the op of the first graph layer it covers
-    (in topological order); a node covering no graph layer (inserted by the runtime) as ``op (inserted)``."""
-    order = {layer.name: i for i, layer in enumerate(graph.layers)}
+    """Profiled kernel time (ms) per layer type (see :func:`layer_type`)."""
     out: dict[str, float] = {}
     for node in profile:
-        covered = [c for c in node.covers if c in order]
-        if covered:
-            key = layer_type(graph.by_name[min(covered, key=order.__getitem__)].op, inserted=False)
-        else:
-            key = layer_type(node.op_type, inserted=True)
+        key = layer_type(node.covers, node.op_type, graph)
         out[key] = out.get(key, 0.0) + node.time_ms
+    return out
+
+
+def estimated_by_type(est: Estimate, graph: Graph) -> dict[str, float]:
+    """Estimated kernel time (ms) per layer type: each layer's time less the per-node overhead, so that it
+    compares with profiled kernel times; the overheads (per node, per run) go to ``outside kernels``."""
+    out: dict[str, float] = {}
+    for row in est.layers:
+        if row.time_ms is None:
+            continue
+        key = layer_type(row.covers, row.type, graph)
+        out[key] = out.get(key, 0.0) + max(row.time_ms - est.node_overhead_ms, 0.0)
+    rest = est.total_ms - sum(out.values())
+    if rest > 0:
+        out[UNPROFILED] = rest
     return out
 
 
@@ -377,24 +398,25 @@ def _measure_rounds(
     return done, failed
 
 
-def _estimate_network(
-    spec: str, graph: Graph, hw: HardwareModel, kinds: Sequence[str], batch: int
-) -> tuple[dict[str, float], dict[str, int], dict[str, dict[str, float]]]:
-    from annette.estimate import estimate
+def _estimate_all(
+    graphs: Mapping[str, Graph], hw: HardwareModel, kind: str, failed: dict[str, str]
+) -> dict[str, Estimate]:
+    """One ``estimate_many`` call for all graphs; where it fails, graph by graph (failures recorded)."""
+    from annette.estimate import estimate_many
 
-    totals: dict[str, float] = {}
-    unsupported: dict[str, int] = {}
-    by_type: dict[str, dict[str, float]] = {}
-    for kind in kinds:
-        est = estimate(graph, hw, kind=kind)
-        totals[kind] = float(est.total_ms)
-        unsupported[kind] = len(est.unsupported)
-        types: dict[str, float] = {}
-        for row in est.layers:
-            key = layer_type(row.executed.primary.op, inserted=row.executed.inserted)
-            types[key] = types.get(key, 0.0) + float(row.time_ms)
-        by_type[kind] = types
-    return totals, unsupported, by_type
+    specs = [s for s in graphs if s not in failed]
+    try:
+        return dict(zip(specs, estimate_many([graphs[s] for s in specs], hw, kind=kind), strict=True))
+    except AnnetteError:
+        log.info("estimating all networks at once failed; estimating them one by one")
+    out: dict[str, Estimate] = {}
+    for spec in specs:
+        try:
+            out[spec] = estimate_many([graphs[spec]], hw, kind=kind)[0]
+        except AnnetteError as exc:
+            failed[spec] = f"estimate ({kind}): {type(exc).__name__}: {exc}"
+            log.warning("%s: %s", display_name(spec), failed[spec])
+    return out
 
 
 def run_study(
@@ -422,7 +444,7 @@ def run_study(
     if len(set(specs)) != len(specs):
         raise AnnetteError("the network list names a network twice")
     hw_model = hw if isinstance(hw, HardwareModel) else HardwareModel.load(hw)
-    hw_name = hw if isinstance(hw, str) else hw_model.target.key
+    hw_name = hw if isinstance(hw, str) else hw_model.name
     kinds = tuple(hw_model.kinds)
     if not kinds:
         raise AnnetteError(f"hardware model {hw_name!r} holds no layer-model kind to estimate with")
@@ -432,12 +454,26 @@ def run_study(
 
     done, failed = _measure_rounds(specs, settings, out, progress)
 
+    graphs: dict[str, Graph] = {}
+    for k, spec in enumerate(s for s in specs if s not in failed):
+        if len([r for r in range(settings.rounds) if (spec, r) in done]) != settings.rounds:
+            continue
+        try:
+            graphs[spec] = load_model(spec, batch=settings.batch)
+        except AnnetteError as exc:
+            failed[spec] = f"load: {type(exc).__name__}: {exc}"
+            log.warning("%s: %s", display_name(spec), failed[spec])
+        if progress is not None:
+            progress(Progress("estimate", k + 1, len(specs) - len(failed), display_name(spec)))
+    estimates = {kind: _estimate_all(graphs, hw_model, kind, failed) for kind in kinds}
+
     measured_target: dict[str, Any] = {}
     networks: list[NetworkResult] = []
-    ok_specs = [s for s in specs if s not in failed]
-    for k, spec in enumerate(ok_specs):
-        entries = [done[(spec, r)] for r in range(settings.rounds)]
-        records = [e.record for e in entries]
+    for spec in specs:
+        if spec in failed or spec not in graphs:
+            continue
+        graph = graphs[spec]
+        records = [done[(spec, r)].record for r in range(settings.rounds)]
         measurements = [rec.measurement for rec in records if rec.measurement is not None]
         if len(measurements) != settings.rounds:
             failed[spec] = "a stored measurement has no samples"
@@ -448,37 +484,24 @@ def run_study(
                 "%s was measured on %s but hardware model %r describes %s",
                 spec, records[0].target.key, hw_name, hw_model.target.key,
             )  # fmt: skip
-        name = display_name(spec)
-        try:
-            graph = load_model(spec, batch=settings.batch)
-            totals, unsupported, est_types = _estimate_network(spec, graph, hw_model, kinds, settings.batch)
-        except AnnetteError as exc:
-            failed[spec] = f"estimate: {type(exc).__name__}: {exc}"
-            log.warning("%s: %s", name, failed[spec])
-            continue
         measured = label_over_rounds(measurements)
         profile = next((rec.profile for rec in records if rec.profile), ())
         prof_types = profiled_by_type(profile, graph) if profile else {}
-        if prof_types:
-            rest = measured - sum(prof_types.values())
-            if rest > 0:
-                prof_types[UNPROFILED] = rest
-        flags = tuple(sorted({f for m in measurements for f in m.flags}))
+        if prof_types and measured > sum(prof_types.values()):
+            prof_types[UNPROFILED] = measured - sum(prof_types.values())
         networks.append(
             NetworkResult(
-                name=name,
+                name=display_name(spec),
                 spec=spec,
                 measured_ms=measured,
                 rounds_ms=tuple(m.label_ms for m in measurements),
-                estimated_ms=totals,
-                unsupported=unsupported,
-                estimated_by_type=est_types,
+                estimated_ms={kind: estimates[kind][spec].total_ms for kind in kinds},
+                unsupported={kind: len(estimates[kind][spec].unsupported) for kind in kinds},
+                estimated_by_type={kind: estimated_by_type(estimates[kind][spec], graph) for kind in kinds},
                 profiled_by_type=prof_types,
-                flags=flags,
+                flags=tuple(sorted({f for m in measurements for f in m.flags})),
             )
         )
-        if progress is not None:
-            progress(Progress("estimate", k + 1, len(ok_specs), name))
 
     overall, floor = summarize(networks, kinds, settings.rounds)
     by_type = {kind: type_errors(networks, kind) for kind in kinds}
