@@ -40,10 +40,12 @@ class LegacyGraph:
         self._sort: list[str] | None = self.sort()  # None: to be recomputed, see ``topological_sort``
 
     def copy(self) -> LegacyGraph:
-        other = LegacyGraph(self.name, self.layers, self.source)
+        """An independent copy, in the same state (also after edits)."""
+        other = copy.copy(self)
+        other.layers = copy.deepcopy(self.layers)
         other.fused = copy.deepcopy(self.fused)
         other.input_layers = list(self.input_layers)
-        other._sort = list(self.topological_sort)
+        other._sort = None if self._sort is None else list(self._sort)
         return other
 
     # -- traversal --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ with the values the original actually uses (see :func:`parse_entry`), and estima
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -234,13 +235,6 @@ def efficiencies(entry: LayerEntry, cls: str, name: str, layer: Mapping[str, Any
     return out
 
 
-def _product(values: list[float]) -> float:
-    out = values[0]
-    for v in values[1:]:
-        out = out * v
-    return out
-
-
 def estimate_layer(entry: LayerEntry, name: str, layer: Mapping[str, Any]) -> LayerTime:
     """Estimate one layer dict with one entry, reproducing the original class methods.
 
@@ -269,18 +263,18 @@ def estimate_layer(entry: LayerEntry, name: str, layer: Mapping[str, Any]) -> La
         return LayerTime(time_ms, counts, op_roof, data_roof, None, note)
     if conv_pool_eff is not None:
         dims = ("h", "w", "c", "f") if est_type == "refined_roofline" else ("h", "c", "f")
-        eff: float | None = _product([conv_pool_eff[d] for d in dims])
+        eff: float | None = math.prod(conv_pool_eff[d] for d in dims)  # 1 * h * ...: the original's order
     elif cls in EFFICIENCY_DIMS:
-        eff = _product(list(efficiencies(entry, cls, name, layer).values()))
+        eff = math.prod(efficiencies(entry, cls, name, layer).values())
     else:
         log.debug("layer %r: estimator class %s has no efficiency; %s is not refined", name, cls, est_type)
         eff = None
-    refined = eff is not None and op_roof > data_roof
-    if refined:
-        assert eff is not None
+    if eff is not None and op_roof > data_roof:
         time_ms = time_ms / eff
+    else:
+        eff = None  # data-bound layers are never refined
     if est_type == "mixed" and cls == "DepthwiseSepConv":
         kernel = layer.get("kernel_shape") or []
         if len(kernel) >= 2 and kernel[0] == 3 and kernel[1] == 3:
             time_ms = time_ms * 0.535  # DepthwiseSepConvLayer.estimate_mixed: aiWare-specific factor
-    return LayerTime(time_ms, counts, op_roof, data_roof, eff if refined else None, note)
+    return LayerTime(time_ms, counts, op_roof, data_roof, eff, note)
