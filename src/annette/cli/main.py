@@ -26,9 +26,9 @@ def _root(
 
 def _register() -> None:
     # Explicit list of command modules; each exposes ``register(app)``.
-    from annette.cli import commands_evaluate, commands_graph, commands_legacy, commands_model
+    from annette.cli import commands_bench, commands_evaluate, commands_graph, commands_legacy, commands_model
 
-    for module in (commands_graph, commands_model, commands_legacy, commands_evaluate):
+    for module in (commands_graph, commands_model, commands_legacy, commands_evaluate, commands_bench):
         module.register(app)
 
 

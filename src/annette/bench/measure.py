@@ -1,0 +1,70 @@
+"""Measure a whole network end to end (and optionally per node), in this process.
+
+``measure_model("torchvision:resnet18", backend="onnxruntime")`` -> a ``BenchRecord`` of kind
+"network": the graph (annette IR), the measurement under the protocol (label = ``LABEL_STATISTIC``), the
+per-node profile when asked for, the target and metadata. ONNX backends take any spec with an ONNX form
+(``annette.importers.model_to_onnx``: .onnx files, ``torchvision:``, ``nb201:``) or an ``onnx.ModelProto``;
+the torch backend runs ``torchvision:NAME`` specs natively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from annette.bench.records import BenchRecord
+from annette.bench.runner import DEFAULT_PROTOCOL, TimingProtocol, measure
+from annette.bench.worker import PROFILE_RUNS, record_metadata
+
+
+def measure_model(
+    spec_or_onnx: Any,
+    *,
+    backend: str = "onnxruntime",
+    threads: int = 1,
+    batch: int = 1,
+    profile: bool = False,
+    protocol: TimingProtocol = DEFAULT_PROTOCOL,
+    profile_runs: int = PROFILE_RUNS,
+    **backend_options: Any,
+) -> BenchRecord:
+    """Measure one network on ``backend`` (see the module docstring); raises BackendError on failure."""
+    import onnx
+
+    from annette.backends import get_backend
+    from annette.importers import load_model, model_to_onnx
+    from annette.importers.onnx import graph_from_onnx
+
+    be = get_backend(backend, threads=threads, batch=batch, **backend_options)
+    target = be.describe()
+    if isinstance(spec_or_onnx, onnx.ModelProto):
+        family = f"onnx:{spec_or_onnx.graph.name or 'model'}"
+        runnable: Any = spec_or_onnx
+        graph = graph_from_onnx(spec_or_onnx)
+        digest = hashlib.sha256(spec_or_onnx.SerializeToString()).hexdigest()[:16]
+    else:
+        family = str(spec_or_onnx)
+        if backend == "torch":
+            runnable = family
+            graph = load_model(family, batch=batch)
+        else:
+            runnable = model_to_onnx(spec_or_onnx, batch=batch)
+            graph = graph_from_onnx(runnable)
+        digest = hashlib.sha256(f"{Path(family).name}".encode()).hexdigest()[:16]
+    prepared = be.prepare(runnable)
+    measurement = measure(prepared, protocol)
+    nodes = prepared.profile(profile_runs) if profile else ()
+    config_id = hashlib.sha256(f"network|{digest}|b{batch}|{target.key}".encode()).hexdigest()[:16]
+    return BenchRecord(
+        config_id=config_id,
+        kind="network",
+        family=family,
+        params={"batch": batch},
+        target=target,
+        status="ok",
+        graph=graph,
+        measurement=measurement,
+        profile=nodes,
+        metadata={**record_metadata(measurement, nodes), "protocol": protocol.to_dict()},
+    )
