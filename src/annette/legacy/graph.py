@@ -94,23 +94,9 @@ class LegacyGraph:
         layer = self.layers[name]
         parents, children = layer["parents"], layer["children"]
         for p in parents:
-            siblings = self._layer(p, f"parent of {name!r}")["children"]
-            if name not in siblings:
-                raise LegacyFormatError(
-                    f"{self.source}: cannot remove layer {name!r}: its parent {p!r} does not list it in 'children' "
-                    "(inconsistent edges; the original fails here too)"
-                )
-            siblings.remove(name)
-            siblings.extend(children)
+            self._rewire(p, "children", name, children)
         for c in children:
-            ups = self.layers[c]["parents"]
-            if name not in ups:
-                raise LegacyFormatError(
-                    f"{self.source}: cannot remove layer {name!r}: its child {c!r} does not list it in 'parents' "
-                    "(inconsistent edges; the original fails here too)"
-                )
-            ups.remove(name)
-            ups.extend(parents)
+            self._rewire(c, "parents", name, parents)
         if name in self.input_layers:
             self.input_layers.extend(children)
             self.input_layers.remove(name)
@@ -160,6 +146,17 @@ class LegacyGraph:
             else:
                 layer["parents"] = [new_names[i - 1]]
                 layer["children"] = [new_names[i + 1]]
+
+    def _rewire(self, owner: str, key: str, name: str, replacement: list[str]) -> None:
+        """In ``owner``'s ``key`` list, remove ``name`` and append ``replacement`` (``delete_layer``'s edge patch)."""
+        edges = self._layer(owner, f"a neighbour of {name!r}")[key]
+        if name not in edges:
+            raise LegacyFormatError(
+                f"{self.source}: cannot remove layer {name!r}: {owner!r} does not list it in '{key}' "
+                "(inconsistent edges; the original fails here too)"
+            )
+        edges.remove(name)
+        edges.extend(replacement)
 
     def _layer(self, name: str, role: str) -> LayerDict:
         try:

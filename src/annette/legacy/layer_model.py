@@ -23,6 +23,7 @@ from annette.legacy.layers import (
     compute_counts,
     dim_efficiency,
     layer_class,
+    unrolled_dims,
 )
 
 log = logging.getLogger(__name__)
@@ -227,9 +228,9 @@ def roofline(entry: LayerEntry, counts: Counts, name: str) -> tuple[float, float
 
 def efficiencies(entry: LayerEntry, cls: str, name: str, layer: Mapping[str, Any]) -> dict[str, float]:
     """Per-dimension utilisation (``compute_eff``) of a class that has one, in the original's order."""
-    dims_of, replication = EFFICIENCY_DIMS[cls]
+    replication = EFFICIENCY_DIMS[cls][1]
     out: dict[str, float] = {}
-    for d, unrolled in dims_of(name, layer):
+    for d, unrolled in unrolled_dims(cls, name, layer):
         p = entry.dims.get(d, DimParams())
         out[d] = dim_efficiency(unrolled, p.par, p.alpha, replication, f"layer {name!r} dimension {d}")
     return out

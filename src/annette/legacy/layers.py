@@ -213,48 +213,25 @@ def compute_counts(cls: str, name: str, layer: Mapping[str, Any]) -> Counts:
 
 
 # -- compute_eff: unrolled dimensions per class ------------------------------------------------------------
-def _conv_dims(name: str, layer: Mapping[str, Any]) -> tuple[tuple[str, Number], ...]:
-    return (
-        ("h", _item(name, layer, "output_shape", 2)),
-        ("w", _item(name, layer, "output_shape", 1)),
-        ("c", _item(name, layer, "kernel_shape", 2)),
-        ("f", _item(name, layer, "kernel_shape", 3)),
-    )
+_CONV_DIMS = (("h", "output_shape", 2), ("w", "output_shape", 1), ("c", "kernel_shape", 2), ("f", "kernel_shape", 3))
 
-
-def _pool_dims(name: str, layer: Mapping[str, Any]) -> tuple[tuple[str, Number], ...]:
-    return (
-        ("h", _item(name, layer, "output_shape", 2)),
-        ("w", _item(name, layer, "output_shape", 1)),
-        ("c", _item(name, layer, "input_shape", 3)),
-        ("f", _item(name, layer, "output_shape", 3)),
-    )
-
-
-def _fc_dims(name: str, layer: Mapping[str, Any]) -> tuple[tuple[str, Number], ...]:
-    return (("c", _item(name, layer, "input_shape", 1)), ("f", _item(name, layer, "output_shape", 1)))
-
-
-def _conv_pool_dims(name: str, layer: Mapping[str, Any]) -> tuple[tuple[str, Number], ...]:
-    # ConvPoolLayer's own code: h on output_shape[1] (ConvLayer uses [2]), w on [2]
-    return (
-        ("h", _item(name, layer, "output_shape", 1)),
-        ("w", _item(name, layer, "output_shape", 2)),
-        ("c", _item(name, layer, "kernel_shape", 2)),
-        ("f", _item(name, layer, "kernel_shape", 3)),
-    )
-
-
-# class -> (unrolled dimensions, replication); classes without an entry have no compute_eff (no refinement)
-EFFICIENCY_DIMS: Mapping[str, tuple[Callable[[str, Mapping[str, Any]], tuple[tuple[str, Number], ...]], bool]] = {
-    "Conv": (_conv_dims, True),
-    "ConvTranspose": (_conv_dims, True),
-    "DepthwiseConv": (_conv_dims, True),
-    "DepthwiseSepConv": (_conv_dims, True),
-    "Pool": (_pool_dims, True),
-    "FullyConnected": (_fc_dims, True),
-    "ConvPool": (_conv_pool_dims, False),
+# class -> ((dimension, attribute, index), ...), replication; classes without an entry have no compute_eff.
+# ConvPoolLayer's own code takes h from output_shape[1] and w from [2] (ConvLayer: [2] and [1]) and does not
+# replicate under-filled dimensions.
+EFFICIENCY_DIMS: Mapping[str, tuple[tuple[tuple[str, str, int], ...], bool]] = {
+    "Conv": (_CONV_DIMS, True),
+    "ConvTranspose": (_CONV_DIMS, True),
+    "DepthwiseConv": (_CONV_DIMS, True),
+    "DepthwiseSepConv": (_CONV_DIMS, True),
+    "Pool": ((("h", "output_shape", 2), ("w", "output_shape", 1), ("c", "input_shape", 3), ("f", "output_shape", 3)), True),
+    "FullyConnected": ((("c", "input_shape", 1), ("f", "output_shape", 1)), True),
+    "ConvPool": ((("h", "output_shape", 1), ("w", "output_shape", 2), ("c", "kernel_shape", 2), ("f", "kernel_shape", 3)), False),
 }
+
+
+def unrolled_dims(cls: str, name: str, layer: Mapping[str, Any]) -> tuple[tuple[str, Number], ...]:
+    """``(dimension, size)`` pairs that class ``cls`` unrolls for layer ``name``, in the original's order."""
+    return tuple((d, _item(name, layer, key, i)) for d, key, i in EFFICIENCY_DIMS[cls][0])
 
 
 def dim_efficiency(unrolled: Number, par: Number | None, alpha: Number | None, replication: bool, where: str) -> float:
