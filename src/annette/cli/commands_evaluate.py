@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -18,6 +20,11 @@ def evaluate(
     backend: str = typer.Option("onnxruntime", "--backend", "-b", help="Backend that measures the networks."),
     threads: int = typer.Option(1, "--threads", "-t", help="Runtime threads."),
     batch: int = typer.Option(1, "--batch", help="Batch size."),
+    backend_option: list[str] = typer.Option(
+        None,
+        "--backend-option",
+        help="A backend option KEY=VALUE (VALUE read as JSON where it parses); repeat it.",
+    ),
     models: list[str] = typer.Option(
         None, "--models", "-m", help="A model (.onnx, graph .json, torchvision:NAME, nb201:ARCH); repeat it."
     ),
@@ -57,7 +64,13 @@ def evaluate(
             f"NAS-Bench-201 fidelity ({nb201} archs, seed {seed})",
         )
     settings = StudySettings(
-        backend=backend, threads=threads, batch=batch, rounds=rounds, seed=seed, profile=profile
+        backend=backend,
+        threads=threads,
+        batch=batch,
+        rounds=rounds,
+        seed=seed,
+        profile=profile,
+        backend_options=parse_options(backend_option or []),
     )
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -106,6 +119,20 @@ def evaluate(
     for spec, error in result.failed.items():
         console.print(f"[red]failed:[/] {spec}: {error}", highlight=False)
     console.print(f"report: {files.html}")
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["scale=0.5", "device=CPU"]`` -> ``{"scale": 0.5, "device": "CPU"}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AnnetteError(f"--backend-option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def register(app: typer.Typer) -> None:
