@@ -17,7 +17,8 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
 from annette.hardware import KIND_FALLBACKS, HardwareModel, Resolved
-from annette.layers.features import Features, executed_type, extract
+from annette.layers.features import FEATURE_NAMES, Features, executed_type, extract
 from annette.mapping.apply import apply
 from annette.mapping.mapped import ExecutedLayer
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ESTIMATE_SCHEMA_VERSION = 1
+_FLOPS, _BYTES = FEATURE_NAMES.index("flops"), FEATURE_NAMES.index("bytes")
 
 
 @dataclass(frozen=True)
@@ -75,22 +77,71 @@ class LayerEstimate:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class _Table:
+    """Per-executed-layer columns of one :func:`estimate_many` call; estimates read their slice lazily."""
+
+    executed: list[ExecutedLayer]
+    types: list[str]
+    X: Features
+    times: np.ndarray  # ms including node overhead; NaN: unsupported
+    bounds: np.ndarray
+    resolved: dict[str, Resolved | None]
+    zero_cost: frozenset[str]  # types costed as node overhead only
+
+    def row(self, i: int) -> LayerEstimate:
+        ex, t = self.executed[i], self.types[i]
+        r = self.resolved[t]
+        time_ms = None if math.isnan(self.times[i]) else float(self.times[i])
+        bound, model, note = str(self.bounds[i]), "", ""
+        if i in self.X.errors:
+            note = f"cannot account: {self.X.errors[i]}"
+        elif r is not None:
+            model, note = f"{r.type}/{r.kind}", r.note
+        elif t in self.zero_cost:
+            note = "zero-cost op, no layer model: node overhead only"
+        else:
+            note = f"no layer model for {t} or its fallbacks"
+        return LayerEstimate(
+            name=ex.name,
+            type=t,
+            covers=ex.covers,
+            inserted=ex.inserted,
+            flops=float(self.X.values[i, _FLOPS]),
+            bytes=float(self.X.values[i, _BYTES]),
+            bound=bound,
+            time_ms=time_ms,
+            model=model,
+            note=note,
+            anchor=ex.anchor,
+        )
+
+
 @dataclass(frozen=True)
 class Estimate:
-    """A network's estimated latency on one target, per executed layer and in total."""
+    """A network's estimated latency on one target, per executed layer (built on first access) and in total."""
 
     model: str
     hardware: str
     target: str
     kind: str
     total_ms: float
-    layers: tuple[LayerEstimate, ...]
+    n_executed: int
+    n_unsupported: int
     removed: tuple[str, ...]
     run_overhead_ms: float
     node_overhead_ms: float
+    _table: _Table = field(repr=False, compare=False)
+    _start: int = field(repr=False, compare=False)
+
+    @cached_property
+    def layers(self) -> tuple[LayerEstimate, ...]:
+        return tuple(self._table.row(i) for i in range(self._start, self._start + self.n_executed))
 
     @property
     def unsupported(self) -> tuple[LayerEstimate, ...]:
+        if not self.n_unsupported:
+            return ()
         return tuple(layer for layer in self.layers if not layer.supported)
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,7 +154,7 @@ class Estimate:
             "total_ms": self.total_ms,
             "run_overhead_ms": self.run_overhead_ms,
             "node_overhead_ms": self.node_overhead_ms,
-            "n_executed": len(self.layers),
+            "n_executed": self.n_executed,
             "removed": list(self.removed),
             "layers": [layer.to_dict() for layer in self.layers],
             "unsupported": [
@@ -162,48 +213,62 @@ def estimate_many(
     X = extract(flat)
     types = [executed_type(ex) for ex in flat]
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
+    zero_cost = frozenset(
+        t for t, r in resolved.items() if r is None and all(op in ZERO_COST_OPS for op in t.split("+"))
+    )
 
+    # One prediction call per layer model, over all rows of all graphs it covers.
+    rows_of: dict[int, list[int]] = defaultdict(list)
+    models: dict[int, Resolved] = {}
     times = np.full(len(flat), math.nan)
     bounds = np.full(len(flat), "-", dtype=object)
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, t in enumerate(types):
         r = resolved[t]
-        if r is not None and i not in X.errors:
-            groups[(r.type, r.kind)].append(i)
-    for idx in groups.values():
-        r = resolved[types[idx[0]]]
-        assert r is not None
-        rows = X.take(idx)
-        times[idx] = r.model.predict(rows)
-        bounds[idx] = _bound(hw, r, rows)
+        if r is not None:
+            rows_of[id(r.model)].append(i)
+            models[id(r.model)] = r
+        elif t in zero_cost:
+            times[i] = 0.0
+            bounds[i] = "overhead"
+    for key, rows in rows_of.items():
+        idx = np.array([i for i in rows if i not in X.errors], dtype=np.intp)
+        if len(idx):
+            sub = X.take(idx)
+            times[idx] = models[key].model.predict(sub)
+            bounds[idx] = _bound(hw, models[key], sub)
+    times += hw.overhead.per_node_ms
+    table = _Table(flat, types, X, times, bounds, resolved, zero_cost)
 
-    layers = [_layer(ex, t, X, i, times[i], bounds[i], resolved[t], hw) for i, (ex, t) in enumerate(zip(flat, types))]
+    missing = np.isnan(times)
+    cum_time = np.concatenate([[0.0], np.cumsum(np.where(missing, 0.0, times))])
+    cum_missing = np.concatenate([[0], np.cumsum(missing)])
     out: list[Estimate] = []
     start = 0
     for m in mapped:
-        mine = tuple(layers[start : start + len(m.executed)])
-        start += len(m.executed)
-        bad = [x for x in mine if not x.supported]
-        if bad and strict:
-            listed = ", ".join(f"{x.name} ({x.type}: {x.note})" for x in bad[:10])
+        stop = start + len(m.executed)
+        est = Estimate(
+            model=m.graph.name,
+            hardware=hw.name,
+            target=hw.target.key,
+            kind=kind,
+            total_ms=float(cum_time[stop] - cum_time[start]) + hw.overhead.per_run_ms,
+            n_executed=len(m.executed),
+            n_unsupported=int(cum_missing[stop] - cum_missing[start]),
+            removed=m.removed,
+            run_overhead_ms=hw.overhead.per_run_ms,
+            node_overhead_ms=hw.overhead.per_node_ms,
+            _table=table,
+            _start=start,
+        )
+        if strict and est.n_unsupported:
+            bad = est.unsupported
+            listed = ", ".join(f"{x.name} ({x.note})" for x in bad[:10])
             raise UnsupportedLayerError(
                 f"{m.graph.name}: {len(bad)} executed layer(s) have no layer model in {hw.name!r}: {listed}"
                 + (" ..." if len(bad) > 10 else "")
             )
-        total = sum(x.time_ms for x in mine if x.time_ms is not None) + hw.overhead.per_run_ms
-        out.append(
-            Estimate(
-                model=m.graph.name,
-                hardware=hw.name,
-                target=hw.target.key,
-                kind=kind,
-                total_ms=float(total),
-                layers=mine,
-                removed=m.removed,
-                run_overhead_ms=hw.overhead.per_run_ms,
-                node_overhead_ms=hw.overhead.per_node_ms,
-            )
-        )
+        out.append(est)
+        start = stop
     return out
 
 
@@ -216,32 +281,3 @@ def _bound(hw: HardwareModel, r: Resolved, rows: Features) -> np.ndarray:
             return np.full(len(rows), "-", dtype=object)
         model = roofline
     return np.asarray(model.bound(rows), dtype=object)
-
-
-def _layer(
-    ex: ExecutedLayer,
-    type_name: str,
-    X: Features,
-    i: int,
-    kernel_ms: float,
-    bound: str,
-    r: Resolved | None,
-    hw: HardwareModel,
-) -> LayerEstimate:
-    flops = float(X.values[i, X.names.index("flops")])
-    nbytes = float(X.values[i, X.names.index("bytes")])
-    time_ms: float | None = None
-    model = note = ""
-    if i in X.errors:
-        note = f"cannot account: {X.errors[i]}"
-    elif r is not None:
-        time_ms = float(kernel_ms) + hw.overhead.per_node_ms
-        model, note = f"{r.type}/{r.kind}", r.note
-    elif not ex.inserted and all(op in ZERO_COST_OPS for op in ex.ops):
-        time_ms = hw.overhead.per_node_ms
-        bound, note = "overhead", "declared zero-cost op without a layer model: node overhead only"
-    else:
-        note = f"no layer model for type {type_name!r} (nor its fallbacks) in this hardware model"
-    return LayerEstimate(
-        ex.name, type_name, ex.covers, ex.inserted, flops, nbytes, str(bound), time_ms, model, note, ex.anchor
-    )

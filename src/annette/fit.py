@@ -248,7 +248,8 @@ def fit_records(
     X = extract(samples.layers)
     types = np.array([executed_type(ex) for ex in samples.layers], dtype=object)
     valid = np.array([i not in X.errors for i in range(len(X))]) & np.isfinite(samples.times) & (samples.times > 0)
-    skipped["samples without features or positive time"] += int((~valid).sum())
+    if not valid.all():
+        skipped["samples without features or positive time"] += int((~valid).sum())
     rng = np.random.default_rng(seed)
     held = _holdout(fit_set, holdout, rng)
     is_test = np.isin(samples.record, sorted(held))
@@ -367,6 +368,6 @@ def fit_store(store_dir: str | Path, **opts: Any) -> tuple[HardwareModel, FitRep
     from annette.bench.store import BenchStore
 
     store = BenchStore(Path(store_dir))
-    records = [*store.records(status="ok"), *store.records(status="failed")]
+    records = list(store.records(status=None))
     extra = {"store": str(Path(store_dir).resolve()), **dict(opts.pop("provenance", None) or {})}
     return fit_records(records, provenance=extra, **opts)

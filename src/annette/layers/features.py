@@ -52,7 +52,6 @@ FEATURES: Mapping[str, tuple[str, str]] = {
     "n_members": ("count", "graph layers the executed layer covers (0 for inserted nodes)"),
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
-_COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 GENERIC_TYPE = "*"
 
@@ -187,21 +186,50 @@ def _row(ex: ExecutedLayer) -> list[float]:
     ]
 
 
+def _specs(tensors: tuple[TensorSpec, ...]) -> tuple[tuple[tuple[int, ...], str], ...]:
+    return tuple([(t.shape, t.dtype) for t in tensors])
+
+
+def _key(ex: ExecutedLayer) -> tuple[object, ...]:
+    """Everything a row depends on: ops, tensor shapes and dtypes, attributes, and a fusion's internal wiring."""
+    members = tuple(
+        [(m.op, _specs(m.inputs), _specs(m.outputs), _specs(m.weights), tuple(m.attrs.items())) for m in ex.members]
+    )
+    if len(ex.members) == 1:
+        return (ex.inserted, members)
+    produced = {t.name for m in ex.members for t in m.outputs}
+    wiring = tuple([tuple([t.name in produced for t in m.inputs]) for m in ex.members])
+    return (ex.inserted, members, wiring)
+
+
 def extract(layers: Sequence[ExecutedLayer]) -> Features:
-    """Features of many executed layers at once; rows that cannot be computed are NaN and listed in ``errors``."""
+    """Features of many executed layers at once; rows that cannot be computed are NaN and listed in ``errors``.
+
+    Layers with identical shapes, attributes and wiring (repeated cells, the same block in many networks) are
+    computed once per call.
+    """
     rows: list[list[float]] = []
     errors: dict[int, str] = {}
     nan_row = [math.nan] * len(FEATURE_NAMES)
+    memo: dict[tuple[object, ...], list[float] | str] = {}
     for i, ex in enumerate(layers):
         try:
-            rows.append(_row(ex))
-        except AnnetteError as exc:
-            errors[i] = str(exc)
+            key = _key(ex)
+            hit = memo.get(key)
+        except TypeError:  # an unhashable attribute value: no memo for this layer
+            key, hit = None, None
+        if hit is None:
+            try:
+                hit = _row(ex)
+            except AnnetteError as exc:
+                hit = str(exc)
+            if key is not None:
+                memo[key] = hit
+        if isinstance(hit, str):
+            errors[i] = hit
             rows.append(nan_row)
+        else:
+            rows.append(hit)
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
     return Features(FEATURE_NAMES, values, errors)
 
-
-def col(name: str) -> int:
-    """Column index of feature ``name`` in :data:`FEATURE_NAMES`."""
-    return _COL[name]

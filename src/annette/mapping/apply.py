@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
 from annette.graph.ir import Graph, Layer
 from annette.mapping.mapped import GRAPH_INPUT, ExecutedLayer, Flow, MappedGraph, inserted_layer, neighbour_keys
-from annette.mapping.rules import FusionRule, InsertionRule, MappingRules, RemovalRule
+from annette.mapping.rules import InsertionRule, MappingRules, RemovalRule
 
 
 def removal_applies(rule: RemovalRule, layer: Layer, graph: Graph) -> bool:
@@ -25,9 +25,7 @@ def apply(graph: Graph, rules: MappingRules) -> MappedGraph:
     linear chains into one executed layer; insertion rules add nodes around executed layers.
     """
     hits: Counter[str] = Counter()
-    removals: dict[str, list[RemovalRule]] = defaultdict(list)
-    for r in rules.removals:
-        removals[r.op].append(r)
+    removals = rules.removals_by_op
     removed: list[str] = []
     for layer in graph.layers:
         for r in removals.get(layer.op, ()):
@@ -37,9 +35,7 @@ def apply(graph: Graph, rules: MappingRules) -> MappedGraph:
                 break
     flow = Flow(graph, removed)
 
-    fusions: dict[str, list[FusionRule]] = defaultdict(list)
-    for f in sorted(rules.fusions, key=lambda f: (-len(f.pattern), -f.evidence.n_agree)):
-        fusions[f.pattern[0]].append(f)
+    fusions = rules.fusions_by_first_op
     taken: set[str] = set(removed)
     executed: list[ExecutedLayer] = []
     for layer in graph.layers:
@@ -51,27 +47,28 @@ def apply(graph: Graph, rules: MappingRules) -> MappedGraph:
             if chain is not None and f.allows(chain) and not any(m.name in taken for m in chain):
                 members = chain
                 hits[f.id] += 1
+                taken.update(m.name for m in chain)
                 break
-        taken.update(m.name for m in members)
-        executed.append(ExecutedLayer(name=layer.name, members=members))
+        executed.append(ExecutedLayer(layer.name, members))
 
     if rules.insertions:
-        executed = _insert(flow, executed, rules.insertions, hits)
+        executed = _insert(flow, executed, rules.insertions_by_anchor, hits)
     return MappedGraph(graph=graph, executed=tuple(executed), removed=tuple(removed), rule_hits=dict(hits))
 
 
 def _insert(
-    flow: Flow, executed: list[ExecutedLayer], rules: tuple[InsertionRule, ...], hits: Counter[str]
+    flow: Flow, executed: list[ExecutedLayer], by_anchor: dict[str, list[InsertionRule]], hits: Counter[str]
 ) -> list[ExecutedLayer]:
-    by_anchor: dict[str, list[InsertionRule]] = defaultdict(list)
-    for r in rules:
-        by_anchor[r.anchor_op].append(r)
     executed_of = {m.name: ex for ex in executed for m in ex.members}
     out: list[ExecutedLayer] = []
     for ex in executed:
+        rules = by_anchor.get(ex.primary.op)
+        if not rules:
+            out.append(ex)
+            continue
         before: list[ExecutedLayer] = []
         after: list[ExecutedLayer] = []
-        for r in by_anchor.get(ex.primary.op, ()):
+        for r in rules:
             keys = neighbour_keys(flow, executed_of, ex, r.position)
             if any(k in r.neighbours for k in keys):
                 hits[r.id] += 1

@@ -78,6 +78,7 @@ class Flow:
         self.graph = graph
         self.removed = frozenset(removed)
         self._outputs = frozenset(graph.outputs)
+        self._consumers: dict[str, tuple[list[str], bool]] = {}
 
     def source(self, tensor: str) -> str | None:
         """The kept layer whose output reaches ``tensor`` (None for a graph input)."""
@@ -96,6 +97,12 @@ class Flow:
 
     def consumers(self, layer: Layer) -> tuple[list[str], bool]:
         """Kept layers reading ``layer``'s outputs (through removed ones), and whether an output leaves the graph."""
+        cached = self._consumers.get(layer.name)
+        if cached is None:
+            cached = self._consumers[layer.name] = self._find_consumers(layer)
+        return cached
+
+    def _find_consumers(self, layer: Layer) -> tuple[list[str], bool]:
         found: list[str] = []
         leaves = False
         stack = [t.name for t in layer.outputs]
@@ -124,11 +131,12 @@ class Flow:
         if start.op != pattern[0] or start.name in self.removed:
             return None
         members = [start]
+        by_name = self.graph.by_name
         for op in pattern[1:]:
             consumers, leaves = self.consumers(members[-1])
             if leaves or len(consumers) != 1:
                 return None
-            nxt = self.graph.by_name[consumers[0]]
+            nxt = by_name[consumers[0]]
             if nxt.op != op:
                 return None
             members.append(nxt)

@@ -6,8 +6,10 @@ JSON inside the hardware-model bundle.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from annette.errors import HardwareModelError
@@ -205,6 +207,28 @@ class MappingRules:
     removals: tuple[RemovalRule, ...] = ()
     insertions: tuple[InsertionRule, ...] = ()
     settings: Mapping[str, Any] | None = None  # how the rules were learned (alpha, thresholds)
+
+    @cached_property
+    def removals_by_op(self) -> dict[str, list[RemovalRule]]:
+        out: dict[str, list[RemovalRule]] = defaultdict(list)
+        for r in self.removals:
+            out[r.op].append(r)
+        return dict(out)
+
+    @cached_property
+    def fusions_by_first_op(self) -> dict[str, list[FusionRule]]:
+        """Fusions by the op type they start with, longest pattern first, then best supported."""
+        out: dict[str, list[FusionRule]] = defaultdict(list)
+        for f in sorted(self.fusions, key=lambda f: (-len(f.pattern), -f.evidence.n_agree)):
+            out[f.pattern[0]].append(f)
+        return dict(out)
+
+    @cached_property
+    def insertions_by_anchor(self) -> dict[str, list[InsertionRule]]:
+        out: dict[str, list[InsertionRule]] = defaultdict(list)
+        for r in self.insertions:
+            out[r.anchor_op].append(r)
+        return dict(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {
