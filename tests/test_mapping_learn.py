@@ -1,0 +1,135 @@
+"""The mapping model: learning recovers a known target's rules, and applying them reproduces its execution."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import hwsynth
+import numpy as np
+import pytest
+
+from annette.bench.records import NodeProfile
+from annette.errors import HardwareModelError
+from annette.mapping import MappingRules, apply, learn_rules, read_profile
+from annette.mapping.mapped import Flow
+from annette.mapping.rules import AttrCondition, FusionRule, RemovalRule
+
+
+@pytest.fixture(scope="module")
+def records():  # type: ignore[no-untyped-def]
+    return hwsynth.campaign(n_conv=30)
+
+
+@pytest.fixture(scope="module")
+def rules(records) -> MappingRules:  # type: ignore[no-untyped-def]
+    return learn_rules(records, run_overhead_ms=hwsynth.RUN_MS)
+
+
+def test_learns_the_fusions_with_their_condition(rules: MappingRules) -> None:
+    fusions = {f.pattern: f for f in rules.fusions}
+    assert set(fusions) == {("Conv", "Add", "Relu"), ("Conv", "Relu"), ("Conv", "MaxPool"), ("Gemm", "Relu")}
+    assert fusions[("Conv", "MaxPool")].conditions == (AttrCondition(0, "strides", ((1, 1),)),)
+    for pattern in (("Conv", "Add", "Relu"), ("Conv", "Relu"), ("Gemm", "Relu")):
+        assert fusions[pattern].conditions == ()
+        assert fusions[pattern].evidence.agreement == 1.0 and fusions[pattern].evidence.n_instances >= 16
+    assert [len(f.pattern) for f in rules.fusions] == sorted((len(f.pattern) for f in rules.fusions), reverse=True)
+
+
+def test_timing_test_corroborates_where_singles_exist(rules: MappingRules) -> None:
+    conv_relu = next(f for f in rules.fusions if f.pattern == ("Conv", "Relu"))
+    assert conv_relu.evidence.n_timing == 16 and conv_relu.evidence.timing_agreement == 1.0
+
+
+def test_learns_removals_with_the_producer_condition(rules: MappingRules) -> None:
+    removals = {r.op: r for r in rules.removals}
+    assert set(removals) == {"Flatten", "BatchNormalization"}
+    assert removals["Flatten"].after is None
+    assert removals["BatchNormalization"].after == ("Conv",)  # folded after a Conv, run after an Add
+
+
+def test_learns_insertions_side_and_neighbours(rules: MappingRules) -> None:
+    ins = {r.op_type: r for r in rules.insertions}
+    assert set(ins) == {"ReorderInput", "ReorderOutput"}
+    assert (ins["ReorderInput"].anchor_op, ins["ReorderInput"].position) == ("Conv", "before")
+    assert ins["ReorderInput"].neighbours == ("<input>",)
+    assert (ins["ReorderOutput"].anchor_op, ins["ReorderOutput"].position) == ("Conv", "after")
+    assert set(ins["ReorderOutput"].neighbours) == {"<output>", "MaxPool"}
+    assert all(r.count == 1 and r.evidence.agreement == 1.0 for r in ins.values())
+
+
+def _signature(nodes):  # type: ignore[no-untyped-def]
+    return [(n.op_type if not n.members else "+".join(m.name for m in n.members)) for n in nodes]
+
+
+def test_applying_learned_rules_reproduces_the_targets_execution(rules: MappingRules) -> None:
+    rng = np.random.default_rng(7)
+    b = hwsynth.Builder("unseen", (1, 16, 32, 32))
+    x = b.relu(b.bn(b.conv(b.input, 24, 3, 1)))  # Conv+BN(folded)+Relu
+    y = b.relu(b.add(b.conv(x, 24, 3, 1), x))  # residual Conv+Add+Relu
+    z = b.maxpool(b.conv(y, 32, 1, 1))  # stride-1 Conv+MaxPool
+    w = b.maxpool(b.conv(z, 32, 3, 2))  # stride-2: not fused
+    out = b.relu(b.gemm(b.flatten(b.bn(b.add(w, w))), 10))
+    graph = b.graph(out)
+    mapped = apply(graph, rules)
+    truth = hwsynth.execute(graph)
+    got = [(e.primary.op if e.inserted else "+".join(m.name for m in e.members)) for e in mapped.executed]
+    assert got == _signature(truth)
+    assert set(mapped.removed) == {"batchnormalization_1", "flatten_12"}  # not the BN after the Add
+    assert mapped.rule_hits["fuse:Conv+MaxPool"] == 1
+    # and the synthetic record of the graph is read back to the same executed layers
+    run = read_profile(hwsynth.record(graph, "multi", "check", rng))
+    assert run is not None and set(run.removed) == set(mapped.removed)
+
+
+def test_rules_json_round_trip(rules: MappingRules) -> None:
+    again = MappingRules.from_dict(json.loads(json.dumps(rules.to_dict())))
+    assert again.fusions == rules.fusions and again.removals == rules.removals
+    assert again.insertions == rules.insertions
+    with pytest.raises(HardwareModelError, match="schema version"):
+        MappingRules.from_dict({**rules.to_dict(), "schema_version": 99})
+    with pytest.raises(HardwareModelError, match="malformed"):
+        MappingRules.from_dict({"schema_version": 1, "fusions": [{"conditions": []}], "removals": [],
+                                "insertions": []})
+
+
+def test_timing_alone_decides_without_profiles(records) -> None:  # type: ignore[no-untyped-def]
+    bare = [replace(r, profile=()) for r in records]
+    rules = learn_rules(bare, run_overhead_ms=hwsynth.RUN_MS)
+    assert [f.pattern for f in rules.fusions] == [("Conv", "Relu")]
+    assert rules.fusions[0].evidence.n_instances == 0 and rules.fusions[0].evidence.n_timing == 16
+    assert rules.removals == () and rules.insertions == ()
+
+
+def test_disagreeing_data_give_no_rule(records) -> None:  # type: ignore[no-untyped-def]
+    # Split every fused Conv+Relu node in half of the records: the profile no longer supports the fusion.
+    def split(rec, i):  # type: ignore[no-untyped-def]
+        if rec.family != "conv_relu" or i % 2:
+            return rec
+        prof = []
+        for p in rec.profile:
+            if len(p.covers) == 2:
+                prof += [NodeProfile(p.node, "Conv", p.time_ms / 2, p.covers[:1]),
+                         NodeProfile(p.node + "_relu", "Relu", p.time_ms / 2, p.covers[1:])]
+            else:
+                prof.append(p)
+        return replace(rec, profile=tuple(prof))
+
+    rules = learn_rules([split(r, i) for i, r in enumerate(records)], run_overhead_ms=hwsynth.RUN_MS)
+    conv_relu = next(f for f in rules.fusions if f.pattern == ("Conv", "Relu"))
+    # Still a rule (conv_bn_relu and head records fuse it everywhere), but its evidence shows the dissent.
+    assert conv_relu.evidence.n_agree < conv_relu.evidence.n_instances
+
+
+def test_removal_condition_and_flow_bypass() -> None:
+    b = hwsynth.Builder("g", (1, 4, 8, 8))
+    y = b.relu(b.bn(b.conv(b.input, 4)))
+    graph = b.graph(y)
+    rules = MappingRules(
+        fusions=(FusionRule(("Conv", "Relu")),), removals=(RemovalRule("BatchNormalization", ("Conv",)),)
+    )
+    mapped = apply(graph, rules)
+    assert [e.covers for e in mapped.executed] == [("conv_0", "relu_2")]
+    assert Flow(graph, mapped.removed).source("batchnormalization_1_out") == "conv_0"
+    # without the removal the BN sits between Conv and Relu: no chain, three executed layers
+    assert len(apply(graph, MappingRules(fusions=(FusionRule(("Conv", "Relu")),))).executed) == 3
