@@ -165,8 +165,7 @@ def plot_estimated_vs_measured(result: StudyResult) -> Figure:
         if len(result.networks) <= 25:
             for n, x, y in zip(result.networks, measured, est, strict=True):
                 ax.annotate(n.name, (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points", alpha=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axes(ax)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         ax.set_aspect("equal")
@@ -183,6 +182,18 @@ def plot_estimated_vs_measured(result: StudyResult) -> Figure:
         ax.set_visible(False)
     fig.suptitle(f"{result.title}: estimated vs measured ({len(result.networks)} networks)", fontsize=11)
     return fig
+
+
+def _log_axes(ax: Axes) -> None:
+    """Log-log axes with plain tick labels at 1, 2, 5 x 10^k (no crowded minor labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
 
 
 def _top_types(networks: Sequence[NetworkResult], kind: str) -> list[str]:
