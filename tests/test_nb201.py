@@ -254,3 +254,14 @@ def test_graph_from_arch_closed_form_macs_and_names() -> None:
     # NAS-Bench-201's smallest network (no parametric cell op): 7.78 M conv MACs.
     g0 = nb201.graph_from_arch(ALL_NONE)
     assert sum(account(layer).macs for layer in g0.layers if layer.op == "Conv") == stem + red == 7_782_400
+
+
+def test_nb201_scheme_in_load_model_and_model_to_onnx() -> None:
+    from annette.importers import load_model, model_to_onnx
+
+    g = load_model(f"nb201:{MIXED}", batch=2)
+    assert g == nb201.graph_from_arch(MIXED, batch=2)
+    proto = model_to_onnx(f"nb201:{MIXED}", batch=2)
+    assert proto.SerializeToString() == nb201.onnx_from_arch(MIXED, batch=2).SerializeToString()
+    with pytest.raises(ModelFileError, match="conv_5x5"):
+        load_model("nb201:|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|")
