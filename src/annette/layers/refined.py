@@ -4,7 +4,7 @@ For each dimension d (h = output height, w = output width, c = input channels, f
 size x and parallelism par_d, eff_d = x / (ceil(x / par_d) · par_d); blended with α_d ∈ [0, 1],
 eff = Π_d 1 / ((1 − α_d) + α_d / eff_d), and t = max(flops / (peak · eff), bytes / bandwidth) + overhead.
 par_d is searched over ``par_candidates`` one dimension at a time (keeping a dimension only where it lowers
-the fit loss); then peak, bandwidth, overhead and the α_d are refitted jointly.
+the fit loss), in up to ``max_passes`` passes; then peak, bandwidth, overhead and the α_d are refitted jointly.
 """
 
 from __future__ import annotations
@@ -52,13 +52,20 @@ class RefinedRooflineModel(RooflineModel):
         dims: Sequence[str] = ("h", "w", "c", "f"),
         par_candidates: Sequence[int] = (2, 4, 8, 16, 32, 64),
         overhead: bool = True,
+        max_passes: int = 3,
     ) -> None:
         self.dims = tuple(dims)
         self.par_candidates = tuple(par_candidates)
         self.overhead = overhead
+        self.max_passes = max_passes
 
     def get_params(self) -> dict[str, Any]:
-        return {"dims": list(self.dims), "par_candidates": list(self.par_candidates), "overhead": self.overhead}
+        return {
+            "dims": list(self.dims),
+            "par_candidates": list(self.par_candidates),
+            "overhead": self.overhead,
+            "max_passes": self.max_passes,
+        }
 
     @staticmethod
     def _sizes(X: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -74,15 +81,24 @@ class RefinedRooflineModel(RooflineModel):
         par: dict[str, float] = {}
         alpha: dict[str, float] = {}
         if roofs.peak_flops_per_s is not None:
-            # Greedy search over par per dimension, fitting that dimension's α with the compute roof.
-            for d in self.dims:
-                for p in self.par_candidates:
-                    trial = {**par, d: float(p)}
-                    (peak, a), cost = self._fit_alpha(flops, nbytes, y_ms, sizes, roofs, trial, alpha, d)
-                    if cost < best * (1 - 1e-3) and a > 0.01:
-                        best = cost
-                        par, alpha = trial, {**alpha, d: a}
-                        roofs = Roofs(peak, roofs.bandwidth_bytes_per_s, roofs.overhead_ms)
+            # Coordinate search over par per dimension (1 = dimension dropped), fitting that dimension's α with
+            # the compute roof; passes repeat until nothing changes, so an early wrong choice can be undone.
+            for _ in range(self.max_passes):
+                changed = False
+                for d in self.dims:
+                    for p in (1, *self.par_candidates):
+                        if p == par.get(d, 1):
+                            continue
+                        others = {k: v for k, v in par.items() if k != d}
+                        trial = {**others, d: float(p)} if p > 1 else others
+                        rest = {k: v for k, v in alpha.items() if k != d}
+                        (peak, a), cost = self._fit_alpha(flops, nbytes, y_ms, sizes, roofs, trial, rest, d)
+                        if cost < best * (1 - 1e-3) and (p == 1 or a > 0.01):
+                            best, par, changed = cost, trial, True
+                            alpha = {**rest, d: a} if p > 1 else rest
+                            roofs = Roofs(peak, roofs.bandwidth_bytes_per_s, roofs.overhead_ms)
+                if not changed:
+                    break
             if par:
                 roofs, alpha = self._refit_joint(flops, nbytes, y_ms, sizes, roofs, par, alpha)
         self.roofs_, self.par_, self.alpha_ = roofs, par, {d: alpha[d] for d in par}

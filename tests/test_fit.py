@@ -1,0 +1,125 @@
+"""Fitting a hardware model from benchmark records of a known synthetic target."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import hwsynth
+import numpy as np
+import pytest
+
+from annette.bench.records import Measurement
+from annette.errors import HardwareModelError
+from annette.estimate import estimate_many
+from annette.fit import fit_overhead, fit_records, fit_store
+from annette.hardware import HardwareModel
+
+KINDS = ("roofline", "refined", "mixed")
+
+
+@pytest.fixture(scope="module")
+def records():  # type: ignore[no-untyped-def]
+    return hwsynth.campaign(n_conv=40)
+
+
+@pytest.fixture(scope="module")
+def fitted(records):  # type: ignore[no-untyped-def]
+    return fit_records(records, kinds=KINDS, seed=1)
+
+
+def test_overheads_are_recovered(records) -> None:  # type: ignore[no-untyped-def]
+    o = fit_overhead(records)
+    assert o.per_node_ms == pytest.approx(hwsynth.NODE_MS, rel=1e-9)
+    assert o.per_run_ms == pytest.approx(hwsynth.RUN_MS, rel=1e-9)
+    assert o.n_records == len(records)
+
+
+@pytest.mark.slow  # shares one ~5 s fit of three kinds
+def test_fit_recovers_the_latency_law(fitted) -> None:  # type: ignore[no-untyped-def]
+    hw, report = fitted
+    assert set(hw.kinds) == set(KINDS)
+    q = {(x.type, x.kind): x for x in report.quality}
+    # the refined roofline is the true law of the synthetic convolutions
+    assert q[("Conv", "refined")].mape < 1e-4 and q[("Conv", "refined")].n_test > 0
+    assert q[("Conv", "roofline")].mape > 10 * q[("Conv", "refined")].mape
+    assert q[("ReorderInput", "roofline")].mape < 1e-4
+    e2e = report.end_to_end
+    # end to end on held-out chains, where small fused types (8-16 samples) have only rough models
+    assert e2e["refined"]["n"] > 0 and e2e["refined"]["mape"] < 0.03
+    assert e2e["refined"]["mape"] < e2e["roofline"]["mape"]
+    assert report.records_used == {"micro": sum(1 for r in hwsynth.campaign(n_conv=40) if r.kind == "micro"),
+                                   "multi": 112}
+
+
+@pytest.mark.slow  # shares one ~5 s fit of three kinds
+def test_estimates_match_unseen_networks(fitted) -> None:  # type: ignore[no-untyped-def]
+    hw, _ = fitted
+    rng = np.random.default_rng(11)
+    graphs, measured = [], []
+    for i in range(5):
+        b = hwsynth.Builder(f"net{i}", (1, 8, 32, 32))
+        x = b.relu(b.bn(b.conv(b.input, 16)))
+        x = b.relu(b.add(b.conv(x, 16), x))
+        x = b.maxpool(b.relu(b.conv(x, 32, 3, 2)))
+        g = b.graph(b.relu(b.gemm(b.flatten(x), 10)))
+        graphs.append(g)
+        m = hwsynth.record(g, "network", "net", rng).measurement
+        assert m is not None
+        measured.append(m.label_ms)
+    est = np.array([e.total_ms for e in estimate_many(graphs, hw, kind="refined")])
+    assert np.max(np.abs(est / np.array(measured) - 1)) < 0.02
+
+
+@pytest.mark.slow  # shares one ~5 s fit of three kinds
+def test_small_types_fall_back_and_kinds_need_data(fitted) -> None:  # type: ignore[no-untyped-def]
+    hw, report = fitted
+    # 8 Conv+MaxPool samples: enough for a roofline, too few for refined/mixed
+    assert set(hw.layer_models["Conv+MaxPool"]) == {"roofline"}
+    r = hw.resolve("Conv+MaxPool", "mixed")
+    assert r is not None and r.kind == "roofline" and "kind mixed→roofline" in r.note
+    assert set(hw.layer_models["*"]) == {"roofline"}
+    assert report.n_samples["Conv"] >= 40
+
+
+@pytest.mark.slow  # shares one ~5 s fit of three kinds
+def test_bundle_round_trip_keeps_estimates(fitted, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    hw, _ = fitted
+    path = hw.save(tmp_path / "hw.json")
+    again = HardwareModel.load(path)
+    b = hwsynth.Builder("n", (1, 4, 16, 16))
+    g = b.graph(b.maxpool(b.relu(b.conv(b.input, 8))))
+    for kind in KINDS:
+        assert estimate_many([g], again, kind=kind)[0].total_ms == estimate_many([g], hw, kind=kind)[0].total_ms
+    assert again.provenance["records_used"]["multi"] == 112 and again.quality["layer_quality"]
+
+
+def test_robust_to_failed_flagged_and_foreign_records(records) -> None:  # type: ignore[no-untyped-def]
+    base = records[:80]
+    broken = [
+        replace(base[0], config_id="f1", status="failed", graph=None, measurement=None, error="boom"),
+        replace(base[1], config_id="f2", graph=None),
+        replace(base[2], config_id="f3", measurement=replace(base[2].measurement, flags=("high_cv",))),
+        replace(base[3], config_id="f4", measurement=Measurement((), 1, float("nan"), 0.0, 0.0)),
+        replace(base[4], config_id="f5", profile=()),  # a micro record without profile still counts
+    ]
+    hw, report = fit_records([*base, *broken], kinds=("roofline",), exclude_flags=("high_cv",))
+    assert report.skipped == {"failed": 1, "no graph": 1, "excluded flag": 1, "no valid measurement": 1}
+    assert sum(report.records_used.values()) == 81
+    other = replace(base[0], config_id="o1", target=replace(base[0].target, threads=4))
+    with pytest.raises(HardwareModelError, match="2 targets"):
+        fit_records([*base, other], kinds=("roofline",))
+    hw2, rep2 = fit_records([*base, other], kinds=("roofline",), target_key=base[0].target.key)
+    assert rep2.skipped == {"other target": 1}
+    with pytest.raises(HardwareModelError, match="no usable"):
+        fit_records([broken[0]])
+
+
+def test_fit_store_reads_a_benchmark_store(records, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from annette.bench.store import BenchStore
+
+    store = BenchStore(tmp_path / "store")
+    for r in records[:60]:
+        store.add(r)
+    hw, report = fit_store(tmp_path / "store", kinds=("roofline",))
+    assert hw.provenance["store"] == str((tmp_path / "store").resolve())
+    assert sum(report.records_used.values()) == 60
