@@ -123,3 +123,24 @@ def test_fit_store_reads_a_benchmark_store(records, tmp_path) -> None:  # type: 
     hw, report = fit_store(tmp_path / "store", kinds=("roofline",))
     assert hw.provenance["store"] == str((tmp_path / "store").resolve())
     assert sum(report.records_used.values()) == 60
+
+
+def test_cli_fit_writes_a_loadable_bundle(records, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from annette.bench.store import BenchStore
+    from annette.cli.main import app
+
+    store = BenchStore(tmp_path / "store")
+    for r in records[:60]:
+        store.add(r)
+    out = tmp_path / "hw.json"
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "store"), "-o", str(out), "--kinds", "roofline", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["out"] == str(out) and doc["layer_quality"] and doc["overhead"]["per_node_ms"] > 0
+    assert HardwareModel.load(out).kinds == ("roofline",)
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "store"), "-o", str(out), "--kinds", "cubic"])
+    assert res.exit_code == 1 and "cubic" in res.output
