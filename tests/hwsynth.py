@@ -194,7 +194,7 @@ def record(graph: Graph, kind: str, family: str, rng: np.random.Generator, noise
     samples = tuple(total * (1 + noise * abs(rng.standard_normal())) for _ in range(5))
     meas = Measurement(samples, 1, min(samples), float(np.median(samples)), min(samples))
     prof = tuple(
-        NodeProfile(n.name, n.op_type, t, tuple(m.name for m in n.members)) for n, t in zip(nodes, times)
+        NodeProfile(n.name, n.op_type, t, tuple(m.name for m in n.members)) for n, t in zip(nodes, times, strict=True)
     ) if profile else ()
     cid = hashlib.sha1(graph.to_json(indent=None).encode()).hexdigest()[:16]
     return BenchRecord(cid, kind, family, {}, TARGET, "ok", graph, meas, prof)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import hwsynth
 import numpy as np
 import pytest
 
+import hwsynth
 from annette.bench.records import Target
 from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.estimate import estimate, estimate_many
@@ -104,7 +104,7 @@ def test_declared_zero_cost_layer_costs_node_overhead_only(hw: HardwareModel) ->
 def test_estimate_many_equals_one_by_one_and_tables(hw: HardwareModel) -> None:
     graphs = [small_net(), small_net(Layer("sm", "Softmax", (T("y", 1, 10),), (T("p", 1, 10),)))]
     many = estimate_many(graphs, hw, kind="roofline")
-    for g, e in zip(graphs, many):
+    for g, e in zip(graphs, many, strict=True):
         one = estimate(g, hw, kind="roofline")
         assert e.total_ms == one.total_ms and e.layers == one.layers
     df = many[1].to_pandas()

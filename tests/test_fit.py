@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import hwsynth
 import numpy as np
 import pytest
 
+import hwsynth
 from annette.bench.records import Measurement
 from annette.errors import HardwareModelError
 from annette.estimate import estimate_many

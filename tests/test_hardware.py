@@ -8,10 +8,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hwsynth
 import pytest
 from typer.testing import CliRunner
 
+import hwsynth
 from annette.errors import HardwareModelError
 from annette.fit import fit_records
 from annette.hardware import SHIPPED, HardwareModel

@@ -89,7 +89,7 @@ RELU = Layer("relu", "Relu", (T("c", 1, 4, 8, 8),), (T("y", 1, 4, 8, 8),))
 
 def test_fused_row_counts_external_traffic_only() -> None:
     X = extract([ExecutedLayer("conv", (CONV, RELU))])
-    row = dict(zip(X.names, X.values[0]))
+    row = dict(zip(X.names, X.values[0], strict=True))
     macs = 4 * 8 * 8 * 3 * 9
     assert row["macs"] == macs and row["flops"] == 2 * macs + 4 * 64  # conv + one op per relu element
     assert row["input_bytes"] == 4 * 3 * 64  # the intermediate tensor "c" never reaches memory
@@ -104,7 +104,7 @@ def test_fused_row_counts_external_traffic_only() -> None:
 def test_inserted_row_moves_its_tensor() -> None:
     ex = ExecutedLayer("conv", (CONV,))
     reorder = inserted_layer("ReorderInput", ex, "before", "r0")
-    row = dict(zip(FEATURE_NAMES, extract([reorder]).values[0]))
+    row = dict(zip(FEATURE_NAMES, extract([reorder]).values[0], strict=True))
     assert row["flops"] == 0 and row["bytes"] == 2 * 4 * 3 * 64 and row["n_members"] == 0
     assert executed_type(reorder) == "ReorderInput" and reorder.covers == () and reorder.anchor == "conv"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import hwsynth
 import numpy as np
 import pytest
 
+import hwsynth
 from annette.bench.records import NodeProfile
 from annette.errors import HardwareModelError
 from annette.mapping import MappingRules, apply, learn_rules, read_profile

@@ -18,11 +18,12 @@ samples (``*``), and the estimate says so per layer.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -122,16 +123,24 @@ def _usable(
     if target_key is None:
         if len(keys) > 1:
             raise HardwareModelError(
-                f"records of {len(keys)} targets: {dict(keys)}; choose one with target_key"
+                f"records of {len(keys)} targets: {dict(keys)}; choose one with target_key (a key, or a pattern "
+                "such as 'external/cuda:0/fp32/b*/t1' that pools batches)"
             )
         target_key = next(iter(keys))
-    elif target_key not in keys:
+    matched = sorted(k for k in keys if fnmatch.fnmatchcase(k, target_key))
+    if not matched:
         raise HardwareModelError(f"no usable record of target {target_key!r}; targets: {dict(keys)}")
-    other = sum(n for k, n in keys.items() if k != target_key)
+    other = sum(n for k, n in keys.items() if k not in matched)
     if other:
         skipped["other target"] += other
-    kept = [r for r in kept if r.target.key == target_key]
-    return kept, skipped, kept[0].target
+    kept = [r for r in kept if r.target.key in matched]
+    target = kept[0].target
+    if len(matched) > 1:
+        # Pooled targets (e.g. every batch size): batch 0 says so, and the pooled values are kept.
+        batches = sorted({r.target.batch for r in kept})
+        target = replace(target, batch=0 if len(batches) > 1 else target.batch,
+                         extra={**target.extra, "pooled_targets": ",".join(matched)})
+    return kept, skipped, target
 
 
 def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
@@ -207,8 +216,8 @@ def _scores(pred: np.ndarray, true: np.ndarray) -> tuple[float | None, float | N
 
 def _fit_one(kind: str, X: Any, y: np.ndarray, seed: int) -> LayerModel:
     cls = LAYER_MODELS.get(kind)
-    params = cls().get_params()
-    return (cls(seed=seed) if "seed" in params else cls()).fit(X, y)
+    settings: dict[str, Any] = {"seed": seed} if "seed" in cls().get_params() else {}
+    return cls(**settings).fit(X, y)
 
 
 # -- the fit -------------------------------------------------------------------------------------------------
@@ -340,7 +349,7 @@ def _provenance(
     extra: dict[str, Any] | None,
 ) -> dict[str, Any]:
     dates = sorted(str(r.metadata["date"]) for r in used if r.metadata.get("date"))
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("numpy", "scipy", "lightgbm", used[0].target.runtime):
         try:
             versions[pkg] = metadata.version(pkg)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from annette.cli.commands_graph import MODEL_HELP, SHAPE_HELP, _si, parse_input_shapes
@@ -63,7 +64,7 @@ def fit(
     for col in ("type", "kind", "n train", "n test", "MAPE", "R²"):
         table.add_column(col, justify="left" if col in ("type", "kind") else "right")
     for q in report.quality:
-        table.add_row(q.type, q.kind, str(q.n_train), str(q.n_test), _pct(q.mape),
+        table.add_row(escape(q.type), q.kind, str(q.n_train), str(q.n_test), _pct(q.mape),
                       "-" if q.r2 is None else f"{q.r2:.3f}")
     console.print(table)
     for kind, e2e in report.end_to_end.items():
@@ -73,7 +74,7 @@ def fit(
     console.print(f"overhead {o.per_node_ms * 1e3:.2f} µs/node + {o.per_run_ms * 1e3:.2f} µs/run ({o.method})",
                   highlight=False)
     for line in report.rules:
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {escape(line)}", highlight=False)
     if report.skipped:
         console.print(f"skipped: {report.skipped}", highlight=False)
     console.print(f"wrote {out}", highlight=False)
@@ -108,7 +109,8 @@ def estimate(
     for x in est.layers:
         covers = f"(inserted for {x.anchor})" if x.inserted else ",".join(x.covers)
         time_cell = "[red]unsupported[/]" if x.time_ms is None else f"{x.time_ms:.4f}"
-        table.add_row(x.name, x.type, covers, _si(x.flops), _si(x.bytes), x.bound, time_cell, x.note)
+        table.add_row(escape(x.name), escape(x.type), escape(covers), _si(x.flops), _si(x.bytes), x.bound,
+                      time_cell, escape(x.note))
     table.add_section()
     table.add_row("total", "", "", "", "", "", f"{est.total_ms:.4f}", "", style="bold")
     console.print(table)

@@ -148,7 +148,7 @@ class RefinedRooflineModel(RooflineModel):
             if use_b:
                 bw, i = float(np.exp(th[1])), 2
             o = float(th[i]) if self.overhead else 0.0
-            a = {d: float(v) for d, v in zip(dims, th[i + (1 if self.overhead else 0) :])}
+            a = {d: float(v) for d, v in zip(dims, th[i + (1 if self.overhead else 0) :], strict=True)}
             return Roofs(float(np.exp(th[0])), bw, o), a
 
         def model(th: np.ndarray) -> np.ndarray:

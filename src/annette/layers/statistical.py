@@ -20,6 +20,7 @@ class StatisticalModel(LayerModel):
 
     kind = "statistical"
     model_text_: str
+    _booster: Any  # lightgbm.Booster built from model_text_ on first use
 
     def __init__(
         self,

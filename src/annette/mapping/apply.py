@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections import Counter
 
 from annette.graph.ir import Graph, Layer
-from annette.mapping.mapped import GRAPH_INPUT, ExecutedLayer, Flow, MappedGraph, inserted_layer, neighbour_keys
+from annette.mapping.mapped import (
+    GRAPH_INPUT,
+    ExecutedLayer,
+    Flow,
+    MappedGraph,
+    inserted_layer,
+    neighbour_keys,
+)
 from annette.mapping.rules import InsertionRule, MappingRules, RemovalRule
 
 

@@ -23,7 +23,14 @@ from statistics import median
 from annette.bench.records import BenchRecord, NodeProfile
 from annette.graph.ir import AttrValue, Graph, Layer
 from annette.mapping.mapped import GRAPH_INPUT, ExecutedLayer, Flow, inserted_layer, neighbour_keys
-from annette.mapping.rules import AttrCondition, Evidence, FusionRule, InsertionRule, MappingRules, RemovalRule
+from annette.mapping.rules import (
+    AttrCondition,
+    Evidence,
+    FusionRule,
+    InsertionRule,
+    MappingRules,
+    RemovalRule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ class ProfiledRun:
         """Node index -> executed layer, for nodes that cover graph layers."""
         return {
             i: ExecutedLayer(name=node.node, members=m)
-            for i, (node, m) in enumerate(zip(self.nodes, self.members))
+            for i, (node, m) in enumerate(zip(self.nodes, self.members, strict=True))
             if m
         }
 
@@ -153,7 +160,7 @@ def _learn_removals(runs: Sequence[ProfiledRun], min_agreement: float, min_insta
             continue
         after, right = _split(labels)
         if after and right / n >= min_agreement:
-            rules.append(RemovalRule(op, after, Evidence(records[op], n, right)))
+            rules.append(RemovalRule(op, tuple(str(a) for a in after), Evidence(records[op], n, right)))
     return rules
 
 

@@ -259,7 +259,8 @@ class MappingRules:
     def summary(self) -> list[str]:
         """One line per rule with its evidence (for reports and the CLI)."""
         lines = []
-        for rule in (*self.removals, *self.fusions, *self.insertions):
+        rules: list[RemovalRule | FusionRule | InsertionRule] = [*self.removals, *self.fusions, *self.insertions]
+        for rule in rules:
             ev = rule.evidence
             agree = "-" if ev.agreement is None else f"{ev.agreement:.0%}"
             timing = "-" if ev.timing_agreement is None else f"{ev.timing_agreement:.0%} of {ev.n_timing}"
