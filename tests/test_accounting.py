@@ -138,6 +138,8 @@ def test_data_movement_and_reductions() -> None:
     assert tr.flops == 0 and tr.output_elems == 24 and not tr.zero_cost
     gather = account(L("Gather", [T("x", 1, 197, 768)], [T("y", 1, 768)], axis=1, indices=0))
     assert gather.output_bytes == 768 * 4
+    idx = account(L("Gather", [T("x", 1, 197, 768)], [T("y", 1, 5, 768)], [T("i", 5, dtype="int64")], axis=1))
+    assert idx.params == 0 and idx.weight_elems == 5 and idx.weight_bytes == 40  # indices are not parameters
     rm = account(L("ReduceMean", [T("x", 1, 64, 7, 7)], [T("y", 1, 64, 1, 1)], axes=(2, 3)))
     assert rm.flops == 64 * 49
     split = account(L("Split", [T("x", 1, 6, 2)], [T("a", 1, 2, 2), T("b", 1, 4, 2)]))

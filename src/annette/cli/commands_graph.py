@@ -82,9 +82,9 @@ def info(
         title=f"{graph.name}: {doc['n_layers']} layers ({doc['n_zero_cost']} zero-cost, dimmed)",
         caption="bytes = activation inputs + outputs + weights",
     )
-    table.add_column("layer", overflow="fold")
-    table.add_column("op", no_wrap=True)
-    table.add_column("output shape", no_wrap=True)
+    table.add_column("layer", overflow="fold", min_width=16)
+    table.add_column("op", overflow="ellipsis", max_width=18)
+    table.add_column("output shape", overflow="fold")
     for col in ("MACs", "FLOPs", "params", "bytes"):
         table.add_column(col, justify="right", no_wrap=True)
     for row in doc["layers"]:

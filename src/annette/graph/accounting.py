@@ -5,9 +5,9 @@ Counting convention (closed form, from the layer's shapes and attributes only):
 - **Bytes**: ``input_bytes``/``output_bytes`` are the sums of ``TensorSpec.nbytes`` over the activation
   inputs/outputs, ``weight_bytes`` over the constant operands (``Layer.weights``); dtype-aware. Constants
   folded into attributes (Reshape targets, Slice bounds, Resize scales, ...) are not counted.
-- **Params**: elements of ``Layer.weights``, except BatchNormalization's running mean and variance
-  (statistics, not learned parameters; operands 3 and 4 in ONNX order), so that totals match PyTorch's
-  ``sum(p.numel() for p in model.parameters())``.
+- **Params**: elements of the floating-point ``Layer.weights`` (integer constants are indices, not
+  parameters), except BatchNormalization's running mean and variance (statistics, not learned parameters;
+  operands 3 and 4 in ONNX order), so that totals match PyTorch's ``sum(p.numel() for p in model.parameters())``.
 - **Conv**: ``MACs = out_elems · (C_in / group) · prod(kernel)`` (grouped, depthwise, dilated and strided
   convolutions alike: dilation and stride only change the output size). **ConvTranspose**:
   ``MACs = in_elems · (C_out / group) · prod(kernel)``. **Gemm**: ``MACs = M·N·K``. **MatMul** (with numpy
@@ -322,11 +322,14 @@ def supported_ops() -> frozenset[str]:
     )
 
 
+FLOAT_DTYPES = frozenset({"float64", "float32", "float16", "bfloat16"})
+
+
 def _params(layer: Layer) -> int:
     weights = layer.weights
     if layer.op == "BatchNormalization":
         weights = weights[:2]
-    return _numel(weights)
+    return sum(w.numel for w in weights if w.dtype in FLOAT_DTYPES)
 
 
 def account(layer: Layer) -> LayerCost:

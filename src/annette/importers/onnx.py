@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -229,10 +227,13 @@ def _set_dims(vi: onnx.ValueInfoProto, dims: Sequence[int]) -> None:
 
 
 def _apply_overrides(
-    model: onnx.ModelProto, batch: int | None, input_shapes: Mapping[str, Sequence[int]] | None
+    model: onnx.ModelProto,
+    batch: int | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+    constants: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     g = model.graph
-    initializers = {t.name for t in g.initializer}
+    initializers = {t.name for t in g.initializer} | constants
     inputs = {vi.name: vi for vi in g.input if vi.name not in initializers}
     for name in input_shapes or {}:
         if name not in inputs:
@@ -298,41 +299,43 @@ def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
         raise ShapeError(f"model does not accept batch {batch}: {exc}") from exc
 
 
-@contextmanager
-def _without_large_initializers(model: onnx.ModelProto) -> Iterator[None]:
-    """Temporarily turn large initializers into typed graph inputs, so that the checker and shape inference
-    (which serialize the model) do not copy the weights; shapes and small constants stay visible."""
-    g = model.graph
-    large = [t for t in g.initializer if math.prod(t.dims) > LARGE_INITIALIZER_ELEMS]
-    if not large:
-        yield
-        return
-    small = [t for t in g.initializer if math.prod(t.dims) <= LARGE_INITIALIZER_ELEMS]
-    declared = {vi.name for vi in g.input}
-    added = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in large if t.name not in declared]
-    n_inputs = len(g.input)
-    del g.initializer[:]
-    g.initializer.extend(small)
-    g.input.extend(added)
-    try:
-        yield
-    finally:
-        del g.input[n_inputs:]
-        del g.initializer[:]
-        g.initializer.extend([*small, *large])
+def _split_large_initializers(source: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
+    """A working copy of ``source`` whose large initializers are typed graph inputs instead, and those
+    initializers (not copied). The checker and shape inference serialize the model they get, and the
+    folding rewrites it: none of them needs to copy the weights, only their shapes."""
+    work = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(work, field, getattr(source, field))
+    work.opset_import.extend(source.opset_import)
+    work.metadata_props.extend(source.metadata_props)
+    src, g = source.graph, work.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    large: dict[str, onnx.TensorProto] = {}
+    declared = {vi.name for vi in src.input}
+    for t in src.initializer:
+        if math.prod(t.dims) <= LARGE_INITIALIZER_ELEMS:
+            g.initializer.append(t)
+            continue
+        large[t.name] = t
+        if t.name not in declared:
+            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return work, large
 
 
 def _infer(model: onnx.ModelProto) -> None:
     """Shape inference (``data_prop=True``) in place: fills ``value_info`` and the output types."""
-    with _without_large_initializers(model):
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+        log.warning("strict shape inference failed (%s); retrying leniently", str(exc).splitlines()[0])
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=True, data_prop=True)
-        except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
-            log.warning("strict shape inference failed (%s); retrying leniently", str(exc).splitlines()[0])
-            try:
-                inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-            except (onnx.shape_inference.InferenceError, RuntimeError) as exc2:
-                raise ShapeError(f"ONNX shape inference failed: {exc2}") from exc2
+            inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        except (onnx.shape_inference.InferenceError, RuntimeError) as exc2:
+            raise ShapeError(f"ONNX shape inference failed: {exc2}") from exc2
     del model.graph.value_info[:]
     model.graph.value_info.extend(inferred.graph.value_info)
     del model.graph.output[:]
@@ -371,10 +374,10 @@ def _eval_node(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) 
     return [np.asarray(r) for r in results]
 
 
-def _fold_constants(model: onnx.ModelProto, opset: int) -> bool:
+def _fold_constants(model: onnx.ModelProto, large: Mapping[str, onnx.TensorProto], opset: int) -> bool:
     """Evaluate nodes whose inputs are all constant (and Shape/Size of static tensors); True if any folded."""
     g = model.graph
-    initializers = {t.name: t for t in g.initializer}
+    initializers = {**{t.name: t for t in g.initializer}, **large}
     consts: dict[str, np.ndarray] = {}
 
     def value(name: str) -> np.ndarray:
@@ -413,21 +416,29 @@ def _fold_constants(model: onnx.ModelProto, opset: int) -> bool:
     ]
     del g.node[:]
     g.node.extend(kept)
-    inits = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend([*inits, *new_inits])
+    for i in reversed(range(len(g.initializer))):  # delete in place: extending would copy every tensor
+        if g.initializer[i].name not in used:
+            del g.initializer[i]
+    g.initializer.extend(new_inits)
     return True
 
 
 # -- ORT fallback ----------------------------------------------------------------------------------------------
 def _shapes_from_onnxruntime(
-    model: onnx.ModelProto, missing: list[str], known: dict[str, tuple[tuple[int, ...], int]]
+    model: onnx.ModelProto,
+    large: Mapping[str, onnx.TensorProto],
+    missing: list[str],
+    known: dict[str, tuple[tuple[int, ...], int]],
 ) -> dict[str, tuple[tuple[int, ...], int]]:
     """Run the model once on zero inputs with the ``missing`` tensors exposed as outputs."""
     import onnxruntime as ort
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    for i in reversed(range(len(m.graph.input))):
+        if m.graph.input[i].name in large:
+            del m.graph.input[i]
+    m.graph.initializer.extend(large.values())
     existing = {o.name for o in m.graph.output}
     for name in missing:
         if name not in existing:
@@ -567,39 +578,37 @@ def graph_from_onnx(
     source = load_onnx(model)
     if name is None:
         name = source.graph.name or (Path(model).stem if isinstance(model, (str, Path)) else "model")
-    proto = onnx.ModelProto()
-    proto.CopyFrom(source)
-    if proto.functions:
-        proto = onnx.inliner.inline_local_functions(proto)
-    opset = _opset(proto)
-    _check_operators(proto, opset)
+    if source.functions:
+        source = onnx.inliner.inline_local_functions(source)
+    opset = _opset(source)
+    _check_operators(source, opset)
     if opset < MIN_OPSET:
-        proto = _convert_opset(proto, opset)
-        opset = _opset(proto)
+        source = _convert_opset(source, opset)
+        opset = _opset(source)
+    proto, large = _split_large_initializers(source)
     _sort_topologically(proto, name)
     try:
-        with _without_large_initializers(proto):
-            onnx.checker.check_model(proto)
+        onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise ModelFileError(f"model {name!r} fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
     if batch is not None and batch <= 0:
         raise ShapeError(f"batch must be a positive integer, got {batch}")
-    _apply_overrides(proto, batch, input_shapes)
+    _apply_overrides(proto, batch, input_shapes, constants=set(large))
 
     _infer(proto)
     for _ in range(MAX_FOLD_ROUNDS):
-        if not _fold_constants(proto, opset):
+        if not _fold_constants(proto, large, opset):
             break
         _infer(proto)
 
     static = _static_shapes(proto)
-    for t in proto.graph.initializer:
+    for t in (*proto.graph.initializer, *large.values()):
         static[t.name] = (tuple(int(d) for d in t.dims), t.data_type)
     needed = [t for node in proto.graph.node for t in node.output if t] + [o.name for o in proto.graph.output]
     missing = list(dict.fromkeys(t for t in needed if t not in static))
     if missing:
-        static.update(_shapes_from_onnxruntime(proto, missing, static))
-    return _build_graph(proto, name, opset, _Shapes(static), source)
+        static.update(_shapes_from_onnxruntime(proto, large, missing, static))
+    return _build_graph(proto, large, name, opset, _Shapes(static), source)
 
 
 def _convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
@@ -613,11 +622,18 @@ def _convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     return converted
 
 
-def _build_graph(proto: onnx.ModelProto, name: str, opset: int, shapes: _Shapes, source: onnx.ModelProto) -> Graph:
+def _build_graph(
+    proto: onnx.ModelProto,
+    large: Mapping[str, onnx.TensorProto],
+    name: str,
+    opset: int,
+    shapes: _Shapes,
+    source: onnx.ModelProto,
+) -> Graph:
     g = proto.graph
-    consts = {t.name for t in g.initializer}
+    init_values = {**{t.name: t for t in g.initializer}, **large}
+    consts = set(init_values)
     consumed = {t for node in g.node for t in node.input} | {o.name for o in g.output}
-    init_values = {t.name: t for t in g.initializer}
     layers: list[Layer] = []
     for node in g.node:
         where = f"node {node.name!r} ({node.op_type})"
@@ -655,9 +671,3 @@ def _build_graph(proto: onnx.ModelProto, name: str, opset: int, shapes: _Shapes,
         "producer": f"{source.producer_name} {source.producer_version}".strip(),
     }
     return Graph(name, graph_inputs, tuple(layers), tuple(o.name for o in g.output), metadata).validate()
-
-
-def onnx_input_specs(model: onnx.ModelProto) -> list[tuple[str, list[Any] | None]]:
-    """(name, dims) of the graph inputs that are not initializers (for CLI help and errors)."""
-    inits = {t.name for t in model.graph.initializer}
-    return [(vi.name, _dims(vi)) for vi in model.graph.input if vi.name not in inits]

@@ -7,6 +7,7 @@ Inception-v3 without auxiliary heads), exports it at its native input size and c
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 from pathlib import Path
@@ -69,20 +70,28 @@ def _check_name(name: str) -> int:
         ) from None
 
 
+def _torch_version() -> str:
+    """The installed torch version, without importing torch (seconds) when the export is cached."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelFileError("torchvision: models need torch and torchvision (pip install annette[torch])") from None
+
+
 def export_onnx(name: str, *, batch: int = 1) -> onnx.ModelProto:
     """The ONNX export of torchvision model ``name`` at batch ``batch`` (cached on disk)."""
     size = _check_name(name)
     if batch <= 0:
         raise ModelFileError(f"batch must be a positive integer, got {batch}")
-    import torch
-    import torchvision
-
-    path = cache_dir() / f"{name}_b{batch}_torch{torch.__version__.replace('+', '_')}.onnx"
+    path = cache_dir() / f"{name}_b{batch}_torch{_torch_version().replace('+', '_')}.onnx"
     if path.is_file():
         try:
             return onnx.load_model(str(path))
         except Exception as exc:  # protobuf DecodeError: a cache file cut short by an interrupted write
             log.warning("ignoring the unreadable cached export %s (%s)", path, exc)
+    import torch
+    import torchvision
+
     from annette.importers.torch import onnx_from_module
 
     log.info("exporting torchvision:%s at batch %d, %dx%d (first use; cached in %s)", name, batch, size, size, path)
