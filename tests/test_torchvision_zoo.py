@@ -74,3 +74,29 @@ def test_every_layer_is_costed_or_zero_cost(name: str) -> None:
         assert costs.total.params == expected
     else:  # relative-position tables and class tokens are materialised at their expanded size
         assert costs.total.params == pytest.approx(expected, rel=0.05)
+
+
+def test_graph_from_module_keeps_batchnorm_and_counts_params_exactly() -> None:
+    import torch
+
+    from annette.importers.torch import graph_from_module
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    )
+    g = graph_from_module(module, (torch.zeros(2, 3, 32, 32),), name="tiny")
+    assert g.name == "tiny" and g.inputs[0].shape == (2, 3, 32, 32)
+    ops = [layer.op for layer in g.layers]
+    assert ops[:3] == ["Conv", "BatchNormalization", "Relu"]
+    conv = g.layers[0]
+    assert [w.shape for w in conv.weights] == [(16, 3, 3, 3)]  # the exporter's zero bias is removed again
+    assert conv.attr("strides") == (2, 2) and conv.attr("pads") == (1, 1, 1, 1)
+    total = account_graph(g).total
+    assert total.params == sum(p.numel() for p in module.parameters())
+    assert total.macs == 2 * 16 * 16 * 16 * 27 + 2 * 10 * 16

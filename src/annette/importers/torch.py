@@ -41,10 +41,11 @@ def onnx_from_module(module: Any, example_inputs: Sequence[Any], *, name: str = 
 
     if not isinstance(module, torch.nn.Module):
         raise ModelFileError(f"expected a torch.nn.Module, got {type(module).__name__}")
-    module = module.eval()
+    was_training = module.training
     parameter_names = {n for n, _ in module.named_parameters()} | {n for n, _ in module.named_buffers()}
     chatter = io.StringIO()
     try:
+        module.eval()
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
@@ -53,6 +54,8 @@ def onnx_from_module(module: Any, example_inputs: Sequence[Any], *, name: str = 
             )
     except Exception as exc:  # the exporter raises many types (torch._dynamo errors, onnxscript errors, ...)
         raise BackendError(f"torch.onnx.export of {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        module.train(was_training)
     if chatter.getvalue():
         log.debug("torch.onnx.export said: %s", chatter.getvalue().strip())
     if program is None:

@@ -55,6 +55,7 @@ _CONSTRUCTOR_OPTIONS: dict[str, dict[str, bool]] = {
 }
 
 SEED = 0
+PROTOBUF_LIMIT_BYTES = 1_900_000_000
 
 
 def cache_dir() -> Path:
@@ -101,9 +102,16 @@ def export_onnx(name: str, *, batch: int = 1) -> onnx.ModelProto:
     proto = onnx_from_module(module, (torch.zeros(batch, 3, size, size),), name=name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    onnx.save_model(proto, str(tmp))
+    weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
+    if weight_bytes < PROTOBUF_LIMIT_BYTES:
+        onnx.save_model(proto, str(tmp))
+        tmp.replace(path)
+        return proto
+    # over protobuf's 2 GiB limit (ViT-H/14, RegNet-Y-128GF): weights go to a side file next to the model
+    data = path.with_name(path.name + ".data")
+    onnx.save_model(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name)
     tmp.replace(path)
-    return proto
+    return onnx.load_model(str(path))
 
 
 def graph_from_torchvision(name: str, *, batch: int = 1) -> Graph:
