@@ -210,7 +210,7 @@ def estimate_many(
                        ", ".join(hw.kinds) or "none")
     mapped = [apply(g, hw.rules) for g in graphs]
     flat = [ex for m in mapped for ex in m.executed]
-    X = extract(flat)
+    X = extract(flat, element_bits=hw.element_bits)
     types = [executed_type(ex) for ex in flat]
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
     zero_cost = frozenset(

@@ -23,7 +23,7 @@ from typing import Any
 from annette.bench.records import Target
 from annette.errors import HardwareModelError, UnknownNameError
 from annette.layers import KINDS, LayerModel
-from annette.layers.features import FEATURE_NAMES, FEATURES, type_fallbacks
+from annette.layers.features import FEATURE_NAMES, FEATURES, ElementBits, type_fallbacks
 from annette.mapping.rules import MappingRules
 from annette.registry import Registry
 
@@ -96,6 +96,11 @@ class HardwareModel:
     feature_names: tuple[str, ...] = FEATURE_NAMES
     provenance: Mapping[str, Any] = field(default_factory=dict)
     quality: Mapping[str, Any] = field(default_factory=dict)
+    # The type whose models cost any type nothing else covers (the original ANNETTE's ``Base`` entry); None:
+    # such layers are unsupported.
+    default_type: str | None = None
+    # Bytes counted at these element widths instead of the graph's dtypes (see ElementBits); None: dtypes.
+    element_bits: ElementBits | None = None
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -110,7 +115,8 @@ class HardwareModel:
     def resolve(self, type_name: str, kind: str) -> Resolved | None:
         """The model for ``type_name`` under ``kind``: the type itself, else its primary member's type, else
         that op's base type; ``fallbacks`` redirects types with too little data (to the generic model); the
-        kind falls back along :data:`KIND_FALLBACKS`. None where nothing covers the type."""
+        kind falls back along :data:`KIND_FALLBACKS`; then ``default_type``, where set. None where nothing
+        covers the type."""
         if kind not in KIND_FALLBACKS:
             raise UnknownNameError(f"unknown estimate kind {kind!r}; valid: {', '.join(KIND_FALLBACKS)}")
         for candidate in type_fallbacks(type_name):
@@ -127,6 +133,13 @@ class HardwareModel:
                     if k != kind:
                         notes.append(f"kind {kind}→{k}")
                     return Resolved(used, k, models[k], "; ".join(notes))
+        default = self.layer_models.get(self.default_type) if self.default_type is not None else None
+        if default:
+            for k in KIND_FALLBACKS[kind]:
+                if k in default:
+                    note = f"type {type_name}→{self.default_type} (default for types without a model)"
+                    note += f"; kind {kind}→{k}" if k != kind else ""
+                    return Resolved(str(self.default_type), k, default[k], note)
         return None
 
     # -- JSON ----------------------------------------------------------------------------------------------
@@ -143,6 +156,8 @@ class HardwareModel:
             "fallbacks": dict(self.fallbacks),
             "provenance": dict(self.provenance),
             "quality": dict(self.quality),
+            "default_type": self.default_type,
+            "element_bits": None if self.element_bits is None else self.element_bits.to_dict(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -193,6 +208,13 @@ class HardwareModel:
         dangling = sorted(k for k, v in fallbacks.items() if v not in layer_models)
         if dangling:
             raise HardwareModelError(f"{source}: fallbacks of {dangling} name types without models")
+        default_type = d.get("default_type")
+        if default_type is not None and default_type not in layer_models:
+            raise HardwareModelError(f"{source}: default_type {default_type!r} names a type without models")
+        try:
+            bits = None if d.get("element_bits") is None else ElementBits.from_dict(d["element_bits"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HardwareModelError(f"{source}: malformed element_bits: {exc!r}") from exc
         return HardwareModel(
             name=str(d["name"]),
             target=target,
@@ -203,6 +225,8 @@ class HardwareModel:
             feature_names=names,
             provenance=dict(d.get("provenance", {})),
             quality=dict(d.get("quality", {})),
+            default_type=None if default_type is None else str(default_type),
+            element_bits=bits,
         )
 
     @staticmethod

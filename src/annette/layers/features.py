@@ -150,12 +150,34 @@ def _kernel(layer: Layer, in_h: int, in_w: int) -> tuple[int, int]:
     return _pair(kernel, 1)
 
 
-def _nbytes(tensors: Sequence[TensorSpec]) -> int:
-    return sum(t.nbytes for t in tensors)
+@dataclass(frozen=True)
+class ElementBits:
+    """Bits per element a target stores, whatever the graph's dtypes (an int8 accelerator running an fp32 graph
+    moves 1 byte per element). Where a hardware model sets it, byte features count elements at these widths."""
+
+    activations: float
+    weights: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"activations": self.activations, "weights": self.weights}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, object]) -> ElementBits:
+        bits = ElementBits(float(d["activations"]), float(d["weights"]))  # type: ignore[arg-type]
+        if not (bits.activations > 0 and bits.weights > 0):
+            raise ValueError(f"element bits must be positive, got {bits}")
+        return bits
 
 
-def _row(ex: ExecutedLayer) -> list[float]:
+def _nbytes(tensors: Sequence[TensorSpec], bits: float | None = None) -> float:
+    if bits is None:
+        return sum(t.nbytes for t in tensors)
+    return sum(t.numel for t in tensors) * bits / 8
+
+
+def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[float]:
     primary = ex.primary
+    weight_bytes: float
     if ex.inserted:
         flops = macs = weight_bytes = 0
         inputs: list[TensorSpec] = list(primary.inputs)
@@ -167,10 +189,11 @@ def _row(ex: ExecutedLayer) -> list[float]:
             cost = account(m)
             flops += cost.flops
             macs += cost.macs
-            weight_bytes += cost.weight_bytes
+            weight_bytes += cost.weight_bytes if element_bits is None else cost.weight_elems * element_bits.weights / 8
             inputs.extend(t for t in m.inputs if t.name not in produced)
-    in_bytes = _nbytes(inputs)
-    out_bytes = _nbytes(ex.members[-1].outputs)
+    act_bits = None if element_bits is None else element_bits.activations
+    in_bytes = _nbytes(inputs, act_bits)
+    out_bytes = _nbytes(ex.members[-1].outputs, act_bits)
     total = in_bytes + out_bytes + weight_bytes
     x = primary.inputs[0].shape if primary.inputs else ()
     y = primary.outputs[0].shape if primary.outputs else ()
@@ -202,8 +225,10 @@ def _key(ex: ExecutedLayer) -> tuple[object, ...]:
     return (ex.inserted, members, wiring)
 
 
-def extract(layers: Sequence[ExecutedLayer]) -> Features:
+def extract(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None = None) -> Features:
     """Features of many executed layers at once; rows that cannot be computed are NaN and listed in ``errors``.
+
+    ``element_bits`` counts bytes at the target's element widths instead of the graph's dtypes.
 
     Layers with identical shapes, attributes and wiring (repeated cells, the same block in many networks) are
     computed once per call.
@@ -220,7 +245,7 @@ def extract(layers: Sequence[ExecutedLayer]) -> Features:
             key, hit = None, None
         if hit is None:
             try:
-                hit = _row(ex)
+                hit = _row(ex, element_bits)
             except AnnetteError as exc:
                 hit = str(exc)
             if key is not None:

@@ -20,22 +20,26 @@ from annette.layers.roofline import LOG_ROOF_BOUNDS, RooflineModel, Roofs, fit_r
 DIMENSIONS: Mapping[str, str] = {"h": "out_h", "w": "out_w", "c": "in_c", "f": "out_c"}
 
 
-def dim_efficiency(x: np.ndarray, par: float) -> np.ndarray:
-    """eff_d = x / (ceil(x / par) · par); 1 where x ≤ 0 or par ≤ 1."""
+def dim_efficiency(x: np.ndarray, par: float, replication: bool = False) -> np.ndarray:
+    """eff_d = x / (ceil(x / par) · par); 1 where x ≤ 0 or par ≤ 1, and with ``replication`` (the original
+    ANNETTE's rule: a dimension smaller than its parallelism is replicated) also where x < par."""
     x = np.asarray(x, dtype=np.float64)
     if par <= 1:
         return np.ones_like(x)
     safe = np.where(x > 0, x, 1.0)
-    return np.where(x > 0, safe / (np.ceil(safe / par) * par), 1.0)  # type: ignore[no-any-return]
+    full = (x <= 0) | (x < par) if replication else x <= 0
+    return np.where(full, 1.0, safe / (np.ceil(safe / par) * par))  # type: ignore[no-any-return]
 
 
-def efficiency(sizes: Mapping[str, np.ndarray], par: Mapping[str, float], alpha: Mapping[str, float]) -> np.ndarray:
+def efficiency(
+    sizes: Mapping[str, np.ndarray], par: Mapping[str, float], alpha: Mapping[str, float], replication: bool = False
+) -> np.ndarray:
     """eff = Π_d 1 / ((1 − α_d) + α_d / eff_d) over the dimensions in ``par``."""
     n = len(next(iter(sizes.values()))) if sizes else 0
     eff = np.ones(n)
     for d, p in par.items():
         a = alpha.get(d, 0.0)
-        eff = eff / ((1.0 - a) + a / dim_efficiency(sizes[d], p))
+        eff = eff / ((1.0 - a) + a / dim_efficiency(sizes[d], p, replication))
     return eff
 
 
@@ -53,11 +57,19 @@ class RefinedRooflineModel(RooflineModel):
         par_candidates: Sequence[int] = (2, 4, 8, 16, 32, 64),
         overhead: bool = True,
         max_passes: int = 3,
+        work: str = "flops",
+        traffic: Sequence[str] = ("bytes",),
+        replication: bool = False,
+        compute_bound_only: bool = False,
     ) -> None:
         self.dims = tuple(dims)
         self.par_candidates = tuple(par_candidates)
         self.overhead = overhead
         self.max_passes = max_passes
+        self.work = work
+        self.traffic = tuple(traffic)
+        self.replication = replication
+        self.compute_bound_only = compute_bound_only
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -65,7 +77,19 @@ class RefinedRooflineModel(RooflineModel):
             "par_candidates": list(self.par_candidates),
             "overhead": self.overhead,
             "max_passes": self.max_passes,
+            "work": self.work,
+            "traffic": list(self.traffic),
+            "replication": self.replication,
+            "compute_bound_only": self.compute_bound_only,
         }
+
+    def _gate(self, roofs: Roofs, flops: np.ndarray, nbytes: np.ndarray, eff: np.ndarray) -> np.ndarray:
+        """With ``compute_bound_only`` (the original ANNETTE implementation), rows whose unrefined compute time
+        does not exceed their memory time are not refined (efficiency 1)."""
+        if not self.compute_bound_only:
+            return eff
+        compute, memory = roofs.terms_ms(flops, nbytes)
+        return np.where(compute > memory, eff, 1.0)  # type: ignore[no-any-return]
 
     @staticmethod
     def _sizes(X: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -75,7 +99,7 @@ class RefinedRooflineModel(RooflineModel):
         unknown = [d for d in self.dims if d not in DIMENSIONS]
         if unknown:
             raise ValueError(f"unknown refined-roofline dimensions {unknown}; valid: {list(DIMENSIONS)}")
-        flops, nbytes = X[:, names.index("flops")], X[:, names.index("bytes")]
+        flops, nbytes = self._roof_columns(X, names)
         sizes = self._sizes(X, names)
         roofs, best = fit_roofs(flops, nbytes, y_ms, overhead=self.overhead)
         par: dict[str, float] = {}
@@ -117,10 +141,9 @@ class RefinedRooflineModel(RooflineModel):
         """Fit (peak, α_d) for a trial ``par``, all else fixed."""
 
         def model(th: np.ndarray) -> np.ndarray:
-            eff = efficiency(sizes, par, {**alpha, d: float(th[1])})
-            return Roofs(float(np.exp(th[0])), roofs.bandwidth_bytes_per_s, roofs.overhead_ms).time_ms(
-                flops, nbytes, eff
-            )
+            eff = efficiency(sizes, par, {**alpha, d: float(th[1])}, self.replication)
+            r = Roofs(float(np.exp(th[0])), roofs.bandwidth_bytes_per_s, roofs.overhead_ms)
+            return r.time_ms(flops, nbytes, self._gate(r, flops, nbytes, eff))
 
         assert roofs.peak_flops_per_s is not None
         log_p = float(np.log(roofs.peak_flops_per_s))
@@ -153,7 +176,7 @@ class RefinedRooflineModel(RooflineModel):
 
         def model(th: np.ndarray) -> np.ndarray:
             r, a = unpack(th)
-            return r.time_ms(flops, nbytes, efficiency(sizes, par, a))
+            return r.time_ms(flops, nbytes, self._gate(r, flops, nbytes, efficiency(sizes, par, a, self.replication)))
 
         assert roofs.peak_flops_per_s is not None
         x0 = [float(np.log(roofs.peak_flops_per_s))]
@@ -175,7 +198,8 @@ class RefinedRooflineModel(RooflineModel):
 
     def _efficiency(self, X: np.ndarray) -> np.ndarray:
         """The unrolled-dimension efficiency of each row (1 where no dimension was kept)."""
-        return efficiency(self._sizes(X, self.feature_names_), self.par_, self.alpha_)
+        eff = efficiency(self._sizes(X, self.feature_names_), self.par_, self.alpha_, self.replication)
+        return self._gate(self.roofs_, *self._columns(X), eff)
 
     def _learned_to_dict(self) -> dict[str, Any]:
         return {**super()._learned_to_dict(), "par": dict(self.par_), "alpha": dict(self.alpha_)}

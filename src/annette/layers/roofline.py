@@ -140,23 +140,39 @@ def fit_roofs(
 
 
 class RooflineModel(LayerModel):
-    """t = max(flops / peak, bytes / bandwidth) + overhead, per executed-layer type."""
+    """t = max(flops / peak, bytes / bandwidth) + overhead, per executed-layer type.
+
+    ``work`` names the feature the compute roof divides (default ``flops``; ``macs`` counts only the
+    multiply-accumulates, so that activations fused into a convolution add no work) and ``traffic`` the
+    features summed as memory traffic (default ``bytes``; e.g. ``input_bytes`` + ``output_bytes`` for a
+    target whose model ignores constant operands).
+    """
 
     kind = "roofline"
     roofs_: Roofs
 
-    def __init__(self, overhead: bool = True) -> None:
+    def __init__(self, overhead: bool = True, work: str = "flops", traffic: Sequence[str] = ("bytes",)) -> None:
         self.overhead = overhead
+        self.work = work
+        self.traffic = tuple(traffic)
 
     def get_params(self) -> dict[str, Any]:
-        return {"overhead": self.overhead}
+        return {"overhead": self.overhead, "work": self.work, "traffic": list(self.traffic)}
+
+    def _roof_columns(self, X: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(work, traffic bytes) per row."""
+        cols = list(names)
+        unknown = [c for c in (self.work, *self.traffic) if c not in cols]
+        if unknown or not self.traffic:
+            raise ValueError(f"{type(self).__name__}: roof columns {unknown or 'traffic ()'} are not among {cols}")
+        return X[:, cols.index(self.work)], X[:, [cols.index(c) for c in self.traffic]].sum(axis=1)
 
     def _fit(self, X: np.ndarray, y_ms: np.ndarray, names: tuple[str, ...]) -> None:
-        flops, nbytes = X[:, names.index("flops")], X[:, names.index("bytes")]
+        flops, nbytes = self._roof_columns(X, names)
         self.roofs_, _ = fit_roofs(flops, nbytes, y_ms, overhead=self.overhead)
 
     def _columns(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return X[:, self.feature_names_.index("flops")], X[:, self.feature_names_.index("bytes")]
+        return self._roof_columns(X, self.feature_names_)
 
     def _efficiency(self, X: np.ndarray) -> np.ndarray | float:
         """Scale of the compute roof per row (1 for the plain roofline)."""
