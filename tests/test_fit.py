@@ -110,6 +110,11 @@ def test_robust_to_failed_flagged_and_foreign_records(records) -> None:  # type:
         fit_records([*base, other], kinds=("roofline",))
     hw2, rep2 = fit_records([*base, other], kinds=("roofline",), target_key=base[0].target.key)
     assert rep2.skipped == {"other target": 1}
+    # a pattern pools targets that differ in batch (external tables): batch 0 marks the pooled model
+    batch8 = [replace(r, config_id=r.config_id + "b8", target=replace(r.target, batch=8)) for r in base[:20]]
+    hw3, rep3 = fit_records([*base, *batch8], kinds=("roofline",), target_key="simulated/cpu/fp32/b*/t1")
+    assert hw3.target.batch == 0 and sum(rep3.records_used.values()) == 100
+    assert hw3.target.extra["pooled_targets"] == "simulated/cpu/fp32/b1/t1,simulated/cpu/fp32/b8/t1"
     with pytest.raises(HardwareModelError, match="no usable"):
         fit_records([broken[0]])
 
