@@ -160,3 +160,25 @@ def test_old_opset_is_converted(make_onnx: MakeOnnx) -> None:
     nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
     g = graph_from_onnx(make_onnx(nodes, [("x", [1, 4])], ["y"], opset=9))
     assert int(g.metadata["opset"]) >= 11 and g.layer("relu").output.shape == (1, 4)
+
+
+def test_local_functions_are_inlined(make_onnx: MakeOnnx) -> None:
+    fn = helper.make_function(
+        "custom", "ScaledRelu", ["a"], ["b"],
+        [helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Mul", ["r", "r"], ["b"])],
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    model = make_onnx([helper.make_node("ScaledRelu", ["x"], ["y"], name="block", domain="custom")],
+                      [("x", [1, 4])], [("y", [1, 4])])
+    model.opset_import.append(helper.make_opsetid("custom", 1))
+    model.functions.append(fn)
+    g = graph_from_onnx(model)
+    assert [layer.op for layer in g.layers] == ["Relu", "Mul"]
+    assert g.layers[-1].output.name == "y"
+
+
+def test_constant_graph_output_stays_a_layer(make_onnx: MakeOnnx) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu"),
+             helper.make_node("Add", ["c", "c"], ["k"], name="const_add")]
+    g = graph_from_onnx(make_onnx(nodes, [("x", [1, 2])], ["y", ("k", [2])], {"c": np.ones(2, np.float32)}))
+    assert g.outputs == ("y", "k") and g.layer("const_add").output.shape == (2,)

@@ -386,12 +386,15 @@ def _fold_constants(model: onnx.ModelProto, large: Mapping[str, onnx.TensorProto
         return consts[name]
 
     shapes = _static_shapes(model)
+    graph_outputs = {o.name for o in g.output}
     kept: list[onnx.NodeProto] = []
     folded = False
     for node in g.node:
         result: list[np.ndarray] | None = None
         is_const = [not t or t in consts or t in initializers for t in node.input]
-        if node.op_type in ("Shape", "Size") and node.input[0] in shapes and not is_const[0]:
+        if graph_outputs.intersection(node.output):  # a graph output must stay produced by a layer
+            pass
+        elif node.op_type in ("Shape", "Size") and node.input[0] in shapes and not is_const[0]:
             shape = np.array(shapes[node.input[0]][0], dtype=np.int64)
             if node.op_type == "Size":
                 result = [np.array(int(np.prod(shape)), dtype=np.int64)]
