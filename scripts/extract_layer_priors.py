@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,7 @@ MODELS = {
     "googlenet": 224, "mnasnet1_0": 224, "regnet_y_400mf": 224, "convnext_tiny": 224, "vit_b_16": 224,
     "inception_v3": 299, "resnext50_32x4d": 224, "efficientnet_b3": 300,
 }
+log = logging.getLogger("extract_layer_priors")
 
 
 def main() -> None:
@@ -34,6 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "src/annette/data/layer_priors.json")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     families: dict[str, dict[str, dict]] = {}
     family_counts: Counter[str] = Counter()
     op_counts: Counter[str] = Counter()
@@ -54,7 +57,7 @@ def main() -> None:
             matched += 1
             family_counts[family] += 1
             families.setdefault(family, {})[canonical(params)] = params
-        print(f"{name}: {len(graph.layers)} layers, {matched} matched, {time.time() - t0:.1f} s")
+        log.info("%s: %d layers, %d matched, %.1f s", name, len(graph.layers), matched, time.time() - t0)
     data = {
         "schema": "annette.layer_priors",
         "schema_version": 1,
@@ -77,7 +80,7 @@ def main() -> None:
     lines.append("}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}: {sum(len(c) for c in data['families'].values())} unique configurations")
+    log.info("wrote %s: %d unique configurations", args.out, sum(len(c) for c in data["families"].values()))
 
 
 if __name__ == "__main__":

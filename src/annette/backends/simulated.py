@@ -5,7 +5,8 @@ campaign, isolation, fitting) runs without a runtime. The model, per executed no
 
     time_ms = overhead_ms + max(flops / (peak_gflops * 1e6), bytes / (bandwidth_gbs * 1e6))
 
-with a mapping like a CPU runtime's: Reshape-like zero-cost layers are removed; an activation or a
+plus ``call_ms`` per run (the session's own overhead, which no node profile shows), with a mapping like a
+CPU runtime's: Reshape-like zero-cost layers are removed; an activation or a
 BatchNormalization whose only input is a Conv/Gemm/MatMul output used by nothing else is fused into that
 node (it adds its FLOPs but no overhead; the node's bytes are its first layer's inputs, all weights and
 its last layer's outputs). Everything is multiplied by ``scale``.
@@ -92,6 +93,7 @@ class SimulatedBackend:
         peak_gflops: float = 20.0,
         bandwidth_gbs: float = 10.0,
         overhead_ms: float = 0.005,
+        call_ms: float = 0.002,
         crash_on: str = "",
         hang_on: str = "",
     ) -> None:
@@ -103,6 +105,7 @@ class SimulatedBackend:
             "bandwidth_gbs": float(bandwidth_gbs),
             "overhead_ms": float(overhead_ms),
         }
+        self.call_ms = float(call_ms) * self.params["scale"]
         self.crash_on = crash_on
         self.hang_on = hang_on
 
@@ -120,7 +123,7 @@ class SimulatedBackend:
             threads=self.threads,
             precision="fp32",
             batch=self.batch,
-            extra={k: repr(v) for k, v in self.params.items()},
+            extra={**{k: repr(v) for k, v in self.params.items()}, "call_ms": repr(self.call_ms)},
         )
 
     def prepare(self, model: Any) -> SimPrepared:
@@ -129,16 +132,16 @@ class SimulatedBackend:
         proto = as_model_proto(model, self.name)
         name = proto.graph.name
         if self.crash_on and self.crash_on in name:
-            return SimPrepared((), crash=True)
+            return SimPrepared((), 0.0, crash=True)
         if self.hang_on and self.hang_on in name:
-            return SimPrepared((), hang=True)
-        return SimPrepared(simulate(graph_from_onnx(proto), **self.params))
+            return SimPrepared((), 0.0, hang=True)
+        return SimPrepared(simulate(graph_from_onnx(proto), **self.params), self.call_ms)
 
 
 class SimPrepared:
-    def __init__(self, nodes: Iterable[SimNode], crash: bool = False, hang: bool = False) -> None:
+    def __init__(self, nodes: Iterable[SimNode], call_ms: float, crash: bool = False, hang: bool = False) -> None:
         self.nodes = tuple(nodes)
-        self.latency_s = sum(n.time_ms for n in self.nodes) / 1000.0
+        self.latency_s = (sum(n.time_ms for n in self.nodes) + call_ms) / 1000.0
         self.crash = crash
         self.hang = hang
 

@@ -642,20 +642,22 @@ def family_params(layer: Layer) -> tuple[str, Params] | None:
     shape = list(layer.input.shape) if layer.inputs else []
     out = list(layer.output.shape) if layer.outputs else []
 
-    def square(key: str, default: int) -> int | None:
+    def ints(key: str, default: int, n: int = 2) -> tuple[int, ...]:
         vals = layer.attr(key)
-        vals = tuple(vals) if isinstance(vals, tuple) else (default, default)
-        return int(vals[0]) if len(set(vals)) == 1 else None
+        return tuple(int(v) for v in vals) if isinstance(vals, tuple) else (default,) * n
 
+    def square(key: str, default: int) -> int | None:
+        vals = ints(key, default)
+        return vals[0] if len(set(vals)) == 1 else None
+
+    pads = ints("pads", 0, 4)
     if op == "Conv" and len(shape) == 4 and layer.weights:
         wshape = layer.weights[0].shape
         k, s, d = square("kernel_shape", wshape[-1] if wshape else 1), square("strides", 1), square("dilations", 1)
-        pads = layer.attr("pads")
-        pads = tuple(pads) if isinstance(pads, tuple) else (0, 0, 0, 0)
         if None in (k, s, d) or len(set(pads)) != 1 or wshape[-1] != wshape[-2]:
             return None
         return "conv", {"n": shape[0], "cin": shape[1], "h": shape[2], "w": shape[3], "cout": out[1], "k": k,
-                        "stride": s, "pad": int(pads[0]), "dilation": d, "groups": int(layer.attr("group", 1) or 1)}
+                        "stride": s, "pad": pads[0], "dilation": d, "groups": ints("group", 1, 1)[0]}
     if op == "Gemm" and len(shape) == 2:
         return "gemm", {"n": shape[0], "cin": shape[1], "cout": out[1]}
     if op == "MatMul" and len(shape) == 3:
@@ -669,11 +671,9 @@ def family_params(layer: Layer) -> tuple[str, Params] | None:
         return None
     if family in ("maxpool", "avgpool"):
         k, s = square("kernel_shape", 1), square("strides", 1)
-        pads = layer.attr("pads")
-        pads = tuple(pads) if isinstance(pads, tuple) else (0, 0, 0, 0)
         if len(shape) != 4 or None in (k, s) or len(set(pads)) != 1 or layer.attr("ceil_mode", 0):
             return None
-        return family, {"n": shape[0], "c": shape[1], "h": shape[2], "w": shape[3], "k": k, "stride": s, "pad": int(pads[0])}
+        return family, {"n": shape[0], "c": shape[1], "h": shape[2], "w": shape[3], "k": k, "stride": s, "pad": pads[0]}
     if family in ("globalavgpool", "batchnorm"):
         return (family, {"n": shape[0], "c": shape[1], "h": shape[2], "w": shape[3]}) if len(shape) == 4 else None
     if family in ("add", "mul"):

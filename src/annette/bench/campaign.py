@@ -6,7 +6,7 @@ the rest log-uniform random draws) and multi-layer blocks (25 %, uniform over th
 plan is a pure function of (seed, target key, size), so ``resume`` regenerates it and skips the
 configurations the store already has: a campaign killed at any point and resumed ends with every
 configuration exactly once. Each configuration runs in the isolated ``Worker``; the time budget stops
-the campaign before a configuration that would not fit.
+the campaign before a configuration that would not fit (by the mean duration so far).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def run_campaign(
     campaign's settings (backend, options, seed, mix) from the store and refuses different ones."""
     from annette.backends import get_backend
 
-    settings = {
+    settings: dict[str, Any] = {
         "backend": backend, "backend_options": dict(backend_options or {}), "seed": seed,
         "micro_share": micro_share, "plan_size": plan_size,
     }
@@ -148,7 +148,7 @@ def _run(
     start = time.perf_counter()
     measured = failed = 0
     stopped_by = "plan"
-    longest = 0.0
+    durations: list[float] = []  # per configuration, the first (worker start-up) excluded
     with Worker(str(settings["backend"]), dict(settings["backend_options"]), target=target, protocol=protocol,
                 profile_runs=profile_runs, timeout_s=timeout_s) as worker:
         for i, config in enumerate(todo):
@@ -156,14 +156,15 @@ def _run(
             if max_configs is not None and measured >= max_configs:
                 stopped_by = "max_configs"
                 break
-            mean = elapsed / measured if measured else 0.0
-            if budget_s is not None and elapsed + max(mean, 0.5 * longest) > budget_s:
+            expected = sum(durations) / len(durations) if durations else 0.0
+            if budget_s is not None and elapsed + expected > budget_s:
                 stopped_by = "budget"
                 break
             t0 = time.perf_counter()
             record = worker.run(config)
             store.add(record)
-            longest = max(longest, time.perf_counter() - t0)
+            if measured:
+                durations.append(time.perf_counter() - t0)
             measured += 1
             failed += record.status != "ok"
             if progress is not None:

@@ -65,18 +65,31 @@ class BenchStore:
             self.db = sqlite3.connect(self.file, timeout=30.0, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = self._open(create)
         except sqlite3.DatabaseError as exc:
             raise BenchStoreError(f"{self.file} is not an annette benchmark store (not a readable SQLite file: {exc})") from exc
-        if not tables:
-            self._create()
-        else:
-            self._check(tables)
+        self._check(tables)
 
-    def _create(self) -> None:
-        meta = [("magic", STORE_MAGIC), ("schema_version", str(STORE_SCHEMA_VERSION)), ("created", _now())]
-        inserts = "".join(f"INSERT INTO meta (key, value) VALUES ('{k}', '{v}');" for k, v in meta)
-        self.db.executescript("BEGIN;" + _SCHEMA + inserts + "COMMIT;")
+    def _open(self, create: bool) -> set[str]:
+        """The tables, after creating the schema in an empty file (under a write lock: another process may
+        be creating the same store)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables and create:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("magic", STORE_MAGIC), ("schema_version", str(STORE_SCHEMA_VERSION)), ("created", _now())],
+                )
+                tables = {"meta", "records"}
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return tables
 
     def _check(self, tables: set[str]) -> None:
         if "meta" not in tables or "records" not in tables:

@@ -90,7 +90,7 @@ def random_configs(family: str, n: int, target_key: str, *, seed: int = 0) -> li
 @lru_cache(maxsize=1)
 def load_priors() -> dict[str, Any]:
     """The shipped priors: ``{"op_counts": {op: n}, "families": {family: [params, ...]}, "models": [...]}``."""
-    text = resources.files("annette").joinpath("data", PRIORS_FILE).read_text(encoding="utf-8")
+    text = resources.files("annette").joinpath("data").joinpath(PRIORS_FILE).read_text(encoding="utf-8")
     data = json.loads(text)
     if data.get("schema") != PRIORS_SCHEMA:
         raise AnnetteError(f"{PRIORS_FILE}: expected schema {PRIORS_SCHEMA!r}, got {data.get('schema')!r}")
@@ -125,8 +125,8 @@ def refine(
     """Adaptive sampling (nn-Meter): ``n`` new configurations near the points where a model errs most.
 
     ``error(config)`` is the model's error on a measured configuration (e.g. |predicted - measured| /
-    measured). The ``top`` fraction with the largest errors are the seeds; each new configuration perturbs a
-    seed's integer sizes by a log-normal factor (sigma ``spread``), keeping its structural parameters
+    measured). The ``top`` fraction with the largest errors are the seeds, drawn in proportion to their error;
+    each new configuration perturbs a seed's integer sizes by a log-normal factor (sigma ``spread``), keeping its structural parameters
     (kernel, stride, groups, modes) and the seed's validity (cost cap); duplicates are skipped.
     """
     from annette.bench.blocks import MAX_COST
@@ -134,14 +134,17 @@ def refine(
     scored = sorted(((error(c), c) for c in configs), key=lambda t: -t[0])
     if not scored:
         return []
-    seeds = [c for _, c in scored[: max(1, math.ceil(len(scored) * top))]]
+    head = scored[: max(1, math.ceil(len(scored) * top))]
+    seeds = [c for _, c in head]
+    errs = np.array([max(0.0, e) for e, _ in head])
+    prob = errs / errs.sum() if errs.sum() > 0 else None
     rng = np.random.default_rng(seed)
     seen = {c.config_id for _, c in scored}
     out: list[BenchConfig] = []
     for _ in range(n * 20):
         if len(out) >= n:
             break
-        base = seeds[int(rng.integers(len(seeds)))]
+        base = seeds[int(rng.choice(len(seeds), p=prob))]
         params = _perturb(base.family, base.params, rng, spread)
         cost = FAMILIES.get(base.family).cost(params)
         if not 0 < cost <= MAX_COST:

@@ -1,6 +1,6 @@
 """Measure one configuration, in-process (``run_config``) or isolated in a worker process (``Worker``).
 
-The worker is a persistent ``spawn``ed subprocess that builds each configuration's network, prepares it on
+The worker is a persistent ``spawn``ed subprocess (it says when its runtime is loaded) that builds each configuration's network, prepares it on
 the backend, measures it under the protocol and profiles it, and sends the record back over a pipe. A
 configuration that crashes the process (segfault, abort) or hangs past ``timeout_s`` becomes a failed
 record with the reason; the worker is killed and restarted for the next configuration, so the campaign
@@ -21,7 +21,7 @@ from typing import Any
 from annette.bench.records import BenchRecord, Measurement, NodeProfile, Target
 from annette.bench.runner import DEFAULT_PROTOCOL, LABEL_STATISTIC, TimingProtocol, measure
 from annette.bench.sweeps import BenchConfig
-from annette.errors import AnnetteError
+from annette.errors import AnnetteError, BackendError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def run_config(
     from annette.bench.blocks import build_model
     from annette.importers.onnx import graph_from_onnx
 
-    base = {"config_id": config.config_id, "kind": config.kind, "family": config.family, "params": config.params,
+    base: dict[str, Any] = {"config_id": config.config_id, "kind": config.kind, "family": config.family, "params": config.params,
             "target": target}
     graph = None
     try:
@@ -84,8 +84,13 @@ def _worker_main(conn: Connection, backend_name: str, options: Mapping[str, Any]
                  profile_runs: int) -> None:
     from annette.backends import get_backend
 
-    backend = get_backend(backend_name, **options)
-    target = backend.describe()
+    try:
+        backend = get_backend(backend_name, **options)
+        target = backend.describe()
+    except AnnetteError as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    conn.send({"ready": True})
     proto = TimingProtocol(**protocol)
     while True:
         try:
@@ -122,10 +127,9 @@ class Worker:
         self.profile_runs = profile_runs
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
-        self.restarts = 0
+        self.restarts = 0  # workers killed after a crash or hang
         self._proc: Any = None
         self._conn: Connection | None = None
-        self._fresh = False
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
@@ -139,7 +143,13 @@ class Worker:
         self._proc.start()
         child.close()
         self._conn = parent
-        self._fresh = True
+        try:
+            hello = parent.recv() if parent.poll(self.start_timeout_s) else {"error": "no answer"}
+        except (EOFError, OSError):
+            hello = {"error": f"it exited (code {self._proc.exitcode})"}
+        if not hello.get("ready"):
+            self._kill()
+            raise BackendError(f"the {self.backend} benchmark worker did not start: {hello.get('error')}")
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():
@@ -152,13 +162,10 @@ class Worker:
 
     def run(self, config: BenchConfig) -> BenchRecord:
         if self._proc is None or not self._proc.is_alive():
-            if self._proc is not None:
-                self.restarts += 1
             self._kill()
             self._start()
         assert self._conn is not None
-        timeout = self.timeout_s + (self.start_timeout_s if self._fresh else 0.0)  # first call imports runtimes
-        self._fresh = False
+        timeout = self.timeout_s
         try:
             self._conn.send(config.to_dict())
             ready = self._conn.poll(timeout)
@@ -171,6 +178,7 @@ class Worker:
             reason = f"the worker process died (exit code {code}{_signal_name(code)}) while measuring it"
         log.warning("configuration %s (%s) failed: %s", config.config_id, config.family, reason)
         self._kill()
+        self.restarts += 1  # the next configuration starts a fresh worker
         return BenchRecord(
             config_id=config.config_id, kind=config.kind, family=config.family, params=config.params,
             target=self.target, status="failed", error=reason,

@@ -45,6 +45,7 @@ def bench(
     seed: int = typer.Option(0, "--seed", help="Seed of the campaign's plan (configurations and order)."),
     max_configs: int = typer.Option(None, "--max-configs", help="Stop after this many configurations."),
     micro_share: float = typer.Option(0.75, "--micro-share", help="Share of micro-kernels (the rest: blocks)."),
+    plan_size: int = typer.Option(20_000, "--plan-size", help="Configurations in the campaign's plan."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds one configuration may take before it fails."),
     profile_runs: int = typer.Option(10, "--profile-runs", help="Profiled runs per configuration (0: none)."),
     opt: list[str] = typer.Option(None, "--opt", help="Backend option KEY=VALUE (repeatable)."),
@@ -55,8 +56,10 @@ def bench(
         return
     if out is None:
         raise AnnetteError("annette bench needs --out DIR (the store directory); see annette bench --help")
+    from annette.backends import BACKENDS
     from annette.bench.campaign import CampaignProgress, run_campaign
 
+    BACKENDS.get(backend)  # an unknown name fails before the progress bar shows
     budget_s = budget_min * 60.0
     options = {"threads": threads, **_options(opt)}
     with Progress(
@@ -76,7 +79,7 @@ def bench(
 
         result = run_campaign(
             out, backend=backend, backend_options=options, budget_s=budget_s, max_configs=max_configs, seed=seed,
-            resume=resume, micro_share=micro_share, timeout_s=timeout, profile_runs=profile_runs, progress=progress,
+            resume=resume, micro_share=micro_share, plan_size=plan_size, timeout_s=timeout, profile_runs=profile_runs, progress=progress,
         )
     if as_json:
         emit_json(result.to_dict())

@@ -1,0 +1,157 @@
+"""Backends: one contract for every registered backend, plus each runtime's rewrites seen in its profile."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from annette.backends import BACKENDS, get_backend
+from annette.backends.base import link_layers, random_inputs, resolve_runtime_name
+from annette.backends.simulated import simulate
+from annette.bench.blocks import build_model
+from annette.bench.records import NodeProfile, Target
+from annette.errors import BackendError, UnknownNameError
+from annette.graph.ir import Graph, Layer, TensorSpec
+from annette.importers.onnx import graph_from_onnx
+
+CBR = {"n": 1, "cin": 8, "h": 16, "w": 16, "cout": 16, "k": 3, "stride": 1, "pad": 1, "dilation": 1, "groups": 1,
+       "act": "relu"}
+ONNX_BACKENDS = [n for n in BACKENDS.names() if n != "torch"]
+
+
+def _available(name: str) -> bool:
+    return bool(BACKENDS.get(name)().is_available())
+
+
+@pytest.mark.parametrize("name", ONNX_BACKENDS)
+def test_backend_contract(name: str) -> None:
+    if not _available(name):
+        pytest.skip(f"{name} runtime not installed")
+    backend = get_backend(name, threads=1)
+    target = backend.describe()
+    assert isinstance(target, Target)
+    assert target.backend == name and target.threads == 1 and target.batch == 1
+    assert target.runtime_version and target.device_model and target.precision == "fp32"
+    model = build_model("conv_bn_relu", CBR, name="cbr")
+    prepared = backend.prepare(model)
+    prepared.run()
+    profile = prepared.profile(3)
+    assert profile and all(isinstance(p, NodeProfile) and p.time_ms >= 0 for p in profile)
+    graph = graph_from_onnx(model)
+    covered = [layer for p in profile for layer in p.covers]
+    assert set(covered) <= set(graph.by_name)
+    assert len(covered) == len(set(covered)), "a layer is covered by two executed nodes"
+    # every runtime fuses Conv+BN+Relu into the node that runs the convolution
+    conv_node = next(p for p in profile if "conv" in p.covers)
+    assert set(conv_node.covers) == {"conv", "bn", "relu"}
+
+
+def test_unknown_backend_lists_names() -> None:
+    with pytest.raises(UnknownNameError, match="onnxruntime.*openvino.*simulated.*torch"):
+        get_backend("tensorrt")
+
+
+def test_bad_options_raise() -> None:
+    with pytest.raises(BackendError, match="threads"):
+        get_backend("onnxruntime", threads=0)
+    with pytest.raises(BackendError, match="opt_level"):
+        get_backend("onnxruntime", opt_level="max")
+    with pytest.raises(BackendError, match="precision"):
+        get_backend("openvino", precision="int4")
+
+
+def test_onnx_backends_refuse_non_onnx() -> None:
+    with pytest.raises(BackendError, match="onnx.ModelProto"):
+        get_backend("onnxruntime").prepare("torchvision:resnet18")
+
+
+def test_random_inputs_shapes_and_symbolic_dims() -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = build_model("add", {"n": 1, "c": 3, "h": 4, "w": 5, "broadcast": 1})
+    feeds = random_inputs(model)
+    assert {k: v.shape for k, v in feeds.items()} == {"x": (1, 3, 4, 5), "y": (1, 3, 1, 1)}
+    assert all(v.dtype.name == "float32" and abs(v).max() <= 1.0 for v in feeds.values())
+    sym = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])]))
+    assert isinstance(sym, onnx.ModelProto)
+    with pytest.raises(BackendError, match="symbolic"):
+        random_inputs(sym)
+
+
+def test_onnxruntime_profile_shows_nchwc_reorders_and_residual_fusion() -> None:
+    model = build_model("residual", {"n": 1, "c": 16, "h": 14, "w": 14}, name="res")
+    profile = get_backend("onnxruntime").prepare(model).profile(3)
+    by_cover = {layer: p for p in profile for layer in p.covers}
+    # BN folded into each Conv, the first Relu fused; the inserted layout reorders implement no layer
+    assert set(by_cover["conv"].covers) == {"conv", "bn", "relu"}
+    assert {"conv1", "bn1"} <= set(by_cover["conv1"].covers)
+    inserted = [p for p in profile if not p.covers]
+    assert inserted and all(p.op_type.startswith("Reorder") for p in inserted)
+    assert all(p.exec_type.startswith(("com.microsoft", "ai.onnx")) for p in profile)
+
+
+def test_openvino_runs_f32_and_reports_fusions() -> None:
+    if not _available("openvino"):
+        pytest.skip("openvino not installed")
+    prepared = get_backend("openvino").prepare(build_model("conv_bn_relu", CBR, name="cbr"))
+    assert str(prepared.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'float32'>", "f32")
+    assert get_backend("openvino", precision="bf16").describe().precision == "bf16"
+
+
+def test_simulated_closed_form_and_fusion() -> None:
+    # conv 8->16, 3x3 on 16x16 (pad 1): MACs = 16*16*16*8*9 = 294912, FLOPs = 589824
+    graph = graph_from_onnx(build_model("conv_bn_relu", CBR, name="cbr"))
+    nodes = simulate(graph, peak_gflops=1.0, bandwidth_gbs=1e9, overhead_ms=0.01)
+    assert [n.covers for n in nodes] == [("conv", "bn", "relu")]
+    flops = 589824 + 2 * 16 * 16 * 16 + 16 * 16 * 16  # conv + BN (2/elem) + Relu (1/elem)
+    assert math.isclose(nodes[0].time_ms, 0.01 + flops / 1e6, rel_tol=1e-9)
+    prepared = get_backend("simulated", scale=0.2, call_ms=0.01).prepare(build_model("conv_bn_relu", CBR, name="cbr"))
+    # the profile misses the per-call overhead, as real runtimes' profiles do
+    assert math.isclose(sum(p.time_ms for p in prepared.profile(1)) + 0.2 * 0.01, prepared.latency_ms)
+    assert "for tests only" in get_backend("simulated").describe().device_model
+
+
+def test_link_layers_on_runtime_names() -> None:
+    t = {n: TensorSpec(n, (1, 4, 8, 8)) for n in ("x", "c", "b", "r", "c2", "a", "r2")}
+    w = (TensorSpec("w", (4, 4, 3, 3)),)
+    graph = Graph("g", (t["x"],), (
+        Layer("conv", "Conv", (t["x"],), (t["c"],), w),
+        Layer("bn", "BatchNormalization", (t["c"],), (t["b"],)),
+        Layer("relu", "Relu", (t["b"],), (t["r"],)),
+        Layer("conv2", "Conv", (t["r"],), (t["c2"],), w),
+        Layer("add", "Add", (t["c2"], t["r"]), (t["a"],)),
+        Layer("relu2", "Relu", (t["a"],), (t["r2"],)),
+    ), ("r2",)).validate()
+    # ORT NCHWc names a Conv node after its output tensor: "r_nchwc" is the Conv+BN+Relu chain ending in r
+    assert resolve_runtime_name("r_nchwc", graph, "Conv") == {"conv", "bn", "relu"}
+    assert resolve_runtime_name("fused conv2", graph, "FusedConv") == {"conv2"}
+    assert resolve_runtime_name("ReorderInput", graph, "ReorderInput") == set()
+    covers = link_layers(graph, {"ReorderInput": set(), "r_nchwc": {"conv", "bn", "relu"}, "c2_nchwc": {"conv2"}})
+    # Add and Relu fused into the producing Conv (its only consumer)
+    assert covers == {"ReorderInput": set(), "r_nchwc": {"conv", "bn", "relu"}, "c2_nchwc": {"conv2", "add", "relu2"}}
+    # OpenVINO renames a Conv when it folds the BN: the unnamed Conv joins its consumer's node
+    covers = link_layers(graph, {"Multiply_1": {"bn", "relu"}, "conv2": {"conv2", "add", "relu2"}})
+    assert covers["Multiply_1"] == {"conv", "bn", "relu"}
+
+
+@pytest.mark.slow
+def test_torch_backend_modules_and_refuses_onnx() -> None:
+    torch = pytest.importorskip("torch")
+    backend = get_backend("torch", threads=1)
+    with pytest.raises(BackendError, match="cannot be run by PyTorch"):
+        backend.prepare(build_model("relu", {"shape": [1, 4]}))
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+    prepared = backend.prepare((module, torch.randn(1, 3, 16, 16)))
+    prepared.run()
+    assert prepared.time_calls(3) > 0
+    profile = prepared.profile(2)
+    assert [(p.node, p.op_type) for p in profile] == [("0", "Conv2d"), ("1", "ReLU")]
+    target = backend.describe()
+    assert (target.runtime, target.provider, target.device) == ("torch", "eager", "cpu")
+    with pytest.raises(BackendError, match="fp16"):
+        get_backend("torch", precision="fp16")
