@@ -100,3 +100,9 @@ def test_graph_from_module_keeps_batchnorm_and_counts_params_exactly() -> None:
     total = account_graph(g).total
     assert total.params == sum(p.numel() for p in module.parameters())
     assert total.macs == 2 * 16 * 16 * 16 * 27 + 2 * 10 * 16
+
+
+def test_zoo_lists_every_torchvision_classification_model() -> None:
+    import torchvision
+
+    assert set(TORCHVISION_MODELS) == set(torchvision.models.list_models(module=torchvision.models))
