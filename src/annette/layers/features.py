@@ -183,7 +183,7 @@ def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[flo
         inputs: list[TensorSpec] = list(primary.inputs)
     else:
         flops = macs = weight_bytes = 0
-        produced = {t.name for m in ex.members for t in m.outputs}
+        produced = {t.name for m in ex.members for t in m.outputs} | set(ex.bypassed)
         inputs = []
         for m in ex.members:
             cost = account(m)
@@ -220,7 +220,7 @@ def _key(ex: ExecutedLayer) -> tuple[object, ...]:
     )
     if len(ex.members) == 1:
         return (ex.inserted, members)
-    produced = {t.name for m in ex.members for t in m.outputs}
+    produced = {t.name for m in ex.members for t in m.outputs} | set(ex.bypassed)
     wiring = tuple([tuple([t.name in produced for t in m.inputs]) for m in ex.members])
     return (ex.inserted, members, wiring)
 

@@ -49,14 +49,15 @@ def apply(graph: Graph, rules: MappingRules) -> MappedGraph:
         if layer.name in taken:
             continue
         members: tuple[Layer, ...] = (layer,)
+        bypassed: tuple[str, ...] = ()
         for f in fusions.get(layer.op, ()):
             chain = flow.chain(layer, f.pattern)
             if chain is not None and f.allows(chain) and not any(m.name in taken for m in chain):
-                members = chain
+                members, bypassed = chain, flow.bypassed(chain)
                 hits[f.id] += 1
                 taken.update(m.name for m in chain)
                 break
-        executed.append(ExecutedLayer(layer.name, members))
+        executed.append(ExecutedLayer(layer.name, members, bypassed=bypassed))
 
     if rules.insertions:
         executed = _insert(flow, executed, rules.insertions_by_anchor, hits)

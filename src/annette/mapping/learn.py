@@ -50,8 +50,9 @@ class ProfiledRun:
 
     def covered(self) -> dict[int, ExecutedLayer]:
         """Node index -> executed layer, for nodes that cover graph layers."""
+        flow = Flow(self.graph, self.removed)
         return {
-            i: ExecutedLayer(name=node.node, members=m)
+            i: ExecutedLayer(name=node.node, members=m, bypassed=flow.bypassed(m) if len(m) > 1 else ())
             for i, (node, m) in enumerate(zip(self.nodes, self.members, strict=True))
             if m
         }

@@ -30,6 +30,8 @@ class ExecutedLayer:
     members: tuple[Layer, ...]
     inserted: bool = False
     anchor: str = ""
+    # tensors between members that pass through removed layers (internal to the fusion, like members' outputs)
+    bypassed: tuple[str, ...] = ()
 
     @property
     def covers(self) -> tuple[str, ...]:
@@ -122,6 +124,26 @@ class Flow:
                 elif c not in found:
                     found.append(c)
         return found, leaves
+
+    def bypassed(self, members: tuple[Layer, ...]) -> tuple[str, ...]:
+        """Input tensors of ``members`` (and the removed layers' tensors behind them) that reach another member
+        only through removed layers, e.g. the BatchNormalization output read by the Relu of Conv(+BN removed)+Relu."""
+        names = {m.name for m in members}
+        producer, by_name = self.graph.producer, self.graph.by_name
+        out: list[str] = []
+        for m in members[1:]:
+            for t in m.inputs:
+                path, tensor, name = [], t.name, producer.get(t.name)
+                while name is not None and name in self.removed:
+                    path.append(tensor)
+                    layer = by_name[name]
+                    if not layer.inputs:
+                        break
+                    tensor = layer.inputs[0].name
+                    name = producer.get(tensor)
+                if name in names:
+                    out.extend(p for p in path if p not in out)
+        return tuple(out)
 
     def chain(self, start: Layer, pattern: tuple[str, ...]) -> tuple[Layer, ...] | None:
         """The layers ``start → ...`` forming a linear chain with op types ``pattern``, or None.
