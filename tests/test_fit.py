@@ -149,3 +149,19 @@ def test_cli_fit_writes_a_loadable_bundle(records, tmp_path) -> None:  # type: i
     assert HardwareModel.load(out).kinds == ("roofline",)
     res = CliRunner().invoke(app, ["fit", str(tmp_path / "store"), "-o", str(out), "--kinds", "cubic"])
     assert res.exit_code == 1 and "cubic" in res.output
+
+
+def test_inflated_profiles_give_a_negative_node_overhead_that_is_folded_in(records) -> None:  # type: ignore[no-untyped-def]
+    # A profiler that adds 6 µs to every node (the label is unprofiled): per node 4 − 6 = −2 µs.
+    inflated = [
+        replace(r, profile=tuple(replace(p, time_ms=p.time_ms + 0.006) for p in r.profile)) for r in records
+    ]
+    o = fit_overhead(inflated)
+    assert o.per_node_ms == pytest.approx(hwsynth.NODE_MS - 0.006, abs=1e-9)
+    assert o.per_run_ms == pytest.approx(hwsynth.RUN_MS, abs=1e-9)
+    hw, _ = fit_records(inflated, kinds=("refined",), holdout=0.0)
+    b = hwsynth.Builder("net", (1, 8, 32, 32))
+    g = b.graph(b.maxpool(b.relu(b.conv(b.relu(b.conv(b.input, 16)), 32))))
+    measured = hwsynth.record(g, "network", "net", np.random.default_rng(0)).measurement
+    assert measured is not None
+    assert estimate_many([g], hw, kind="refined")[0].total_ms == pytest.approx(measured.label_ms, rel=0.02)

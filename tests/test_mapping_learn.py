@@ -133,3 +133,16 @@ def test_removal_condition_and_flow_bypass() -> None:
     assert Flow(graph, mapped.removed).source("batchnormalization_1_out") == "conv_0"
     # without the removal the BN sits between Conv and Relu: no chain, three executed layers
     assert len(apply(graph, MappingRules(fusions=(FusionRule(("Conv", "Relu")),))).executed) == 3
+
+
+def test_a_layer_run_as_unnamed_kernels_is_one_executed_layer() -> None:
+    # ORT runs a lone HardSwish as HardSigmoid + Mul nodes whose names link to no graph layer.
+    b = hwsynth.Builder("hs", (1, 8, 4, 4))
+    graph = b.graph(b._add("HardSwish", [b.input], (1, 8, 4, 4)))
+    rec = hwsynth.record(graph, "micro", "hardswish", np.random.default_rng(0), profile=False)
+    rec = replace(rec, profile=(NodeProfile("HardSigmoid_1", "HardSigmoid", 0.003),
+                                NodeProfile("Mul_2", "Mul", 0.004)))
+    run = read_profile(rec)
+    assert run is not None and run.removed == frozenset()
+    [(ex, t, n)] = run.executed({})
+    assert ex.covers == ("hardswish_0",) and t == pytest.approx(0.007) and n == 2

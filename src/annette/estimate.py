@@ -1,7 +1,7 @@
 """Estimate = apply the hardware model's mapping to a graph, then sum its layer models over executed layers.
 
-Each executed layer costs its layer model's kernel time plus the target's per-node overhead; the run adds
-the per-run overhead. A layer that no model covers is *unsupported*: listed on the result with the reason,
+Each executed layer costs its layer model's prediction, which includes the target's per-node overhead (the
+layer models are trained on kernel time plus that overhead); the run adds the per-run overhead. A layer that no model covers is *unsupported*: listed on the result with the reason,
 left out of the total (never a silent 0 ms), and an error under ``strict``. A layer made only of ops that
 the accounting declares zero-cost (Reshape, Flatten, ...) and that has no model of its own costs only the
 node overhead, and says so.
@@ -84,7 +84,7 @@ class _Table:
     executed: list[ExecutedLayer]
     types: list[str]
     X: Features
-    times: np.ndarray  # ms including node overhead; NaN: unsupported
+    times: np.ndarray  # ms (node overhead included); NaN: unsupported
     bounds: np.ndarray
     resolved: dict[str, Resolved | None]
     zero_cost: frozenset[str]  # types costed as node overhead only
@@ -130,7 +130,7 @@ class Estimate:
     n_unsupported: int
     removed: tuple[str, ...]
     run_overhead_ms: float
-    node_overhead_ms: float
+    node_overhead_ms: float  # already part of every layer's time_ms
     _table: _Table = field(repr=False, compare=False)
     _start: int = field(repr=False, compare=False)
 
@@ -228,7 +228,7 @@ def estimate_many(
             rows_of[id(r.model)].append(i)
             models[id(r.model)] = r
         elif t in zero_cost:
-            times[i] = 0.0
+            times[i] = max(hw.overhead.per_node_ms, 0.0)
             bounds[i] = "overhead"
     for key, rows in rows_of.items():
         idx = np.array([i for i in rows if i not in X.errors], dtype=np.intp)
@@ -236,7 +236,6 @@ def estimate_many(
             sub = X.take(idx)
             times[idx] = models[key].model.predict(sub)
             bounds[idx] = _bound(hw, models[key], sub)
-    times += hw.overhead.per_node_ms
     table = _Table(flat, types, X, times, bounds, resolved, zero_cost)
 
     missing = np.isnan(times)

@@ -2,11 +2,13 @@
 
 1. Records: ``ok`` ones with a graph and a measurement, of one target, without an excluded stability flag.
 2. Overheads: where a record has a per-node profile, its measured time minus the summed kernel times is
-   regressed (non-negative least squares) on the number of executed nodes: per-node and per-run overhead.
+   regressed on the number of executed nodes: per-node and per-run overhead (:func:`fit_overhead`). The
+   per-node term is folded into the layer models' training times; the per-run term is added per estimate.
 3. Mapping rules: :func:`annette.mapping.learn_rules` (profiles first, timing test where singles exist).
 4. Samples: every profiled node of a micro or multi record is one sample of its executed-layer type (kernel
-   time); a record without profile that maps to a single executed layer is one sample (measured time less
-   the overheads). Network records are kept out unless ``use_networks`` (they are for evaluation).
+   time plus per-node overhead; nodes covering the same layers, a layer split into several kernels, are one
+   sample); a record without profile that maps to a single executed layer is one sample (measured time less
+   the per-run overhead). Network records are kept out unless ``use_networks`` (they are for evaluation).
 5. Quality: ~``holdout`` of the records of each family are held out; each type and kind is fitted on the
    rest and scored on them (MAPE, R² on ms, n), and held-out multi-layer records are estimated end to end.
    Then every model is refitted on all records.
@@ -46,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 MIN_SAMPLES: dict[str, int] = {"roofline": 3, "refined": 12, "statistical": 30, "mixed": 30}
 LAYER_RECORD_KINDS = ("micro", "multi")
+MIN_NODE_SHARE = 0.05  # a profiled node keeps at least this share of its kernel time as its sample time
 
 Progress = Callable[[str], None]
 
@@ -144,23 +147,29 @@ def _usable(
 
 
 def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
-    """Per-node and per-run overhead from profiled records: label − Σ kernel = per_run + per_node · n_nodes."""
-    from scipy.optimize import nnls
+    """Per-node and per-run overhead from profiled records: measured − Σ kernel = per_run + per_node · nodes.
 
+    Least squares weighted by 1/measured (relative errors, so small and large records count alike). The
+    per-node term may come out negative: then the profiler's kernel times overstate what a node costs in an
+    unprofiled run (on ORT CPU each profiled node reads ~2-3 µs long), and the term corrects them.
+    """
     rows = [
-        (len(r.profile), r.measurement.label_ms - sum(p.time_ms for p in r.profile))
+        (len(r.profile), r.measurement.label_ms, sum(p.time_ms for p in r.profile))
         for r in records
         if r.profile and r.measurement is not None
     ]
     if not rows:
         return Overhead(method="none: no per-node profiles, overheads are inside the layer models")
-    n = np.array([x for x, _ in rows], dtype=np.float64)
-    gap = np.array([g for _, g in rows], dtype=np.float64)
+    n, label, kernel = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+    gap = label - kernel
     if len(set(n.tolist())) < 2:
-        per_node = max(0.0, float(np.median(gap / n)))
-        return Overhead(per_node, 0.0, len(rows), "median (measured − Σ kernel) / nodes (one node count only)")
-    coef, _ = nnls(np.column_stack([n, np.ones_like(n)]), gap)
-    return Overhead(float(coef[0]), float(coef[1]), len(rows), "nnls: measured − Σ kernel = per_node·nodes + per_run")
+        return Overhead(0.0, float(np.median(gap)), len(rows), "median (measured − Σ kernel), one node count only")
+    w = 1.0 / label
+    coef, *_ = np.linalg.lstsq(np.column_stack([n, np.ones_like(n)]) * w[:, None], gap * w, rcond=None)
+    return Overhead(
+        float(coef[0]), float(coef[1]), len(rows), "least squares, 1/measured weights: measured − Σ kernel = "
+        "per_node·nodes + per_run; per_node is folded into the layer models' training times"
+    )
 
 
 # -- samples -------------------------------------------------------------------------------------------------
@@ -172,7 +181,13 @@ class _Samples:
 
 
 def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhead: Overhead) -> _Samples:
-    """Training samples (executed layer, kernel ms, record index) from records (see the module docstring)."""
+    """Training samples (executed layer, ms, record index) from records (see the module docstring).
+
+    A sample's time is what the executed layer adds to an unprofiled run: its profiled kernel time plus the
+    per-node overhead for each node it ran as (at least :data:`MIN_NODE_SHARE` of the profiled time, where a
+    negative per-node term would take more), or, for an unprofiled single-layer record, the measured time less
+    the per-run overhead.
+    """
     positions = {r.op_type: r.position for r in rules.insertions}
     layers: list[ExecutedLayer] = []
     times: list[float] = []
@@ -180,16 +195,16 @@ def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhea
     for i, rec in enumerate(records):
         run = read_profile(rec)
         if run is not None:
-            for ex, t in run.executed(positions):
+            for ex, t, n_nodes in run.executed(positions):
                 layers.append(ex)
-                times.append(t)
+                times.append(max(t + n_nodes * overhead.per_node_ms, MIN_NODE_SHARE * t))
                 owner.append(i)
             continue
         assert rec.graph is not None and rec.measurement is not None
         executed = apply(rec.graph, rules).executed
         if len(executed) == 1:
             layers.append(executed[0])
-            times.append(rec.measurement.label_ms - overhead.per_run_ms - overhead.per_node_ms)
+            times.append(rec.measurement.label_ms - overhead.per_run_ms)
             owner.append(i)
     return _Samples(layers, np.array(times, dtype=np.float64), np.array(owner, dtype=np.intp))
 

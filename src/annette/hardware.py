@@ -48,7 +48,8 @@ for _path in sorted(SHIPPED_DIR.glob("*.json")):
 
 @dataclass(frozen=True)
 class Overhead:
-    """Time the target spends beyond the kernels: per executed node and per run (ms)."""
+    """Time the target spends beyond the profiled kernels (ms): per executed node (folded into the layer
+    models' training times, so it is part of every layer prediction) and per run (added per estimate)."""
 
     per_node_ms: float = 0.0
     per_run_ms: float = 0.0

@@ -116,8 +116,9 @@ def estimate(
     console.print(table)
     n_bad = len(est.unsupported)
     console.print(
-        f"{len(est.layers)} executed layers, {len(est.removed)} graph layers removed; overhead "
-        f"{est.node_overhead_ms * 1e3:.2f} µs/node + {est.run_overhead_ms * 1e3:.2f} µs/run; total "
+        f"{len(est.layers)} executed layers, {len(est.removed)} graph layers removed; "
+        f"{est.run_overhead_ms * 1e3:.2f} µs per run (and {est.node_overhead_ms * 1e3:.2f} µs per node, included in "
+        f"the layer times); total "
         f"{est.total_ms:.4f} ms" + (f"; [red]{n_bad} unsupported layer(s) not in the total[/]" if n_bad else ""),
         highlight=False,
     )

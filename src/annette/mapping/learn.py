@@ -62,19 +62,29 @@ class ProfiledRun:
         order = range(i + 1, len(self.nodes)) if position == "before" else range(i - 1, -1, -1)
         return next((j for j in order if self.members[j]), None)
 
-    def executed(self, positions: Mapping[str, str]) -> list[tuple[ExecutedLayer, float]]:
-        """Every node as an executed layer with its kernel time; an inserted node of type T is anchored on
+    def executed(self, positions: Mapping[str, str]) -> list[tuple[ExecutedLayer, float, int]]:
+        """Every executed layer with its kernel time and node count. Nodes covering the same graph layers (a
+        layer split into several kernels) are one executed layer; an inserted node of type T is anchored on
         the side ``positions[T]`` (default before); one without a covered neighbour is left out."""
         covered = self.covered()
-        out: list[tuple[ExecutedLayer, float]] = []
+        merged: dict[tuple[str, ...], list[float | int]] = {}
+        first: dict[tuple[str, ...], ExecutedLayer] = {}
+        out: list[tuple[ExecutedLayer, float, int]] = []
         for i, node in enumerate(self.nodes):
             if i in covered:
-                out.append((covered[i], node.time_ms))
+                key = covered[i].covers
+                if key in merged:
+                    merged[key][0] += node.time_ms
+                    merged[key][1] += 1
+                else:
+                    merged[key] = [node.time_ms, 1]
+                    first[key] = covered[i]
                 continue
             position = positions.get(node.op_type, DEFAULT_POSITION)
             j = self.anchor(i, position)
             if j is not None:
-                out.append((inserted_layer(node.op_type, covered[j], position, node.node), node.time_ms))
+                out.append((inserted_layer(node.op_type, covered[j], position, node.node), node.time_ms, 1))
+        out.extend((first[key], float(t), int(n)) for key, (t, n) in merged.items())
         return out
 
 
@@ -94,6 +104,10 @@ def read_profile(record: BenchRecord) -> ProfiledRun | None:
         covered.update(names)
     if unknown:
         logger.debug("record %s: %d profile covers name no graph layer", record.config_id, unknown)
+    if not covered and len(graph.layers) == 1:
+        # A single layer that the runtime ran as kernels of other names (ORT: HardSwish as HardSigmoid + Mul).
+        members = [(graph.layers[0],)] * len(members)
+        covered.add(graph.layers[0].name)
     removed = frozenset(layer.name for layer in graph.layers if layer.name not in covered)
     return ProfiledRun(record, graph, tuple(record.profile), tuple(members), removed)
 
