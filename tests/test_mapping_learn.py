@@ -146,3 +146,26 @@ def test_a_layer_run_as_unnamed_kernels_is_one_executed_layer() -> None:
     assert run is not None and run.removed == frozenset()
     [(ex, t, n)] = run.executed({})
     assert ex.covers == ("hardswish_0",) and t == pytest.approx(0.007) and n == 2
+
+
+def test_insertion_learns_a_shape_condition(records) -> None:  # type: ignore[no-untyped-def]
+    # A target that reorders a Conv's input only when its channels fill blocks of 8.
+    def blocked(rec):  # type: ignore[no-untyped-def]
+        keep = []
+        for p in rec.profile:
+            if p.op_type == "ReorderInput":
+                conv = rec.graph.layer(p.node.removeprefix("reorder_in_"))
+                if conv.inputs[0].shape[1] % 8:
+                    continue
+            keep.append(p)
+        return replace(rec, profile=tuple(keep))
+
+    rules = learn_rules([blocked(r) for r in records], run_overhead_ms=hwsynth.RUN_MS)
+    rule = next(r for r in rules.insertions if r.op_type == "ReorderInput")
+    assert rule.neighbours == ("<input>",) and [str(c) for c in rule.conditions] == ["in_c % 8 == 0"]
+    assert rule.evidence.agreement == 1.0
+    again = MappingRules.from_dict(json.loads(json.dumps(rules.to_dict())))
+    assert again.insertions == rules.insertions
+    b = hwsynth.Builder("g", (1, 12, 8, 8))
+    mapped = apply(b.graph(b.conv(b.conv(b.input, 16), 8)), rules)
+    assert [e.primary.op for e in mapped.executed] == ["Conv", "Conv", "ReorderOutput"]  # 12 channels: no reorder

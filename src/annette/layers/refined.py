@@ -3,8 +3,9 @@
 For each dimension d (h = output height, w = output width, c = input channels, f = output channels) with
 size x and parallelism par_d, eff_d = x / (ceil(x / par_d) · par_d); blended with α_d ∈ [0, 1],
 eff = Π_d 1 / ((1 − α_d) + α_d / eff_d), and t = max(flops / (peak · eff), bytes / bandwidth) + overhead.
-par_d is searched over ``par_candidates`` one dimension at a time (keeping a dimension only where it lowers
-the fit loss), in up to ``max_passes`` passes; then peak, bandwidth, overhead and the α_d are refitted jointly.
+par_d is searched over ``par_candidates`` one dimension at a time, in up to ``max_passes`` passes, keeping a
+dimension only where it lowers the fit loss by more than its two parameters' worth (a BIC-like factor, so few
+samples cannot buy four dimensions); then peak, bandwidth, overhead and the α_d are refitted jointly.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class RefinedRooflineModel(RooflineModel):
         roofs, best = fit_roofs(flops, nbytes, y_ms, overhead=self.overhead)
         par: dict[str, float] = {}
         alpha: dict[str, float] = {}
+        # A dimension (two parameters, par and α) must lower the loss by a BIC-like factor to be kept:
+        # n·log(new/old) < −2·log(n), i.e. ~25 % at 20 samples, ~8 % at 100, ~1.4 % at 1,000.
+        n = len(y_ms)
+        keep = min(1 - 1e-3, float(np.exp(-2 * np.log(max(n, 2)) / n)))
         if roofs.peak_flops_per_s is not None:
             # Coordinate search over par per dimension (1 = dimension dropped), fitting that dimension's α with
             # the compute roof; passes repeat until nothing changes, so an early wrong choice can be undone.
@@ -117,7 +122,7 @@ class RefinedRooflineModel(RooflineModel):
                         trial = {**others, d: float(p)} if p > 1 else others
                         rest = {k: v for k, v in alpha.items() if k != d}
                         (peak, a), cost = self._fit_alpha(flops, nbytes, y_ms, sizes, roofs, trial, rest, d)
-                        if cost < best * (1 - 1e-3) and (p == 1 or a > 0.01):
+                        if (cost < best * keep if p > 1 else cost <= best / keep) and (p == 1 or a > 0.01):
                             best, par, changed = cost, trial, True
                             alpha = {**rest, d: a} if p > 1 else rest
                             roofs = Roofs(peak, roofs.bandwidth_bytes_per_s, roofs.overhead_ms)

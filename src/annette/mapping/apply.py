@@ -77,8 +77,7 @@ def _insert(
         before: list[ExecutedLayer] = []
         after: list[ExecutedLayer] = []
         for r in rules:
-            keys = neighbour_keys(flow, executed_of, ex, r.position)
-            if any(k in r.neighbours for k in keys):
+            if r.fires(ex.primary, neighbour_keys(flow, executed_of, ex, r.position)):
                 hits[r.id] += 1
                 side = before if r.position == "before" else after
                 side.extend(

@@ -30,6 +30,7 @@ from annette.mapping.rules import (
     InsertionRule,
     MappingRules,
     RemovalRule,
+    ShapeCondition,
 )
 
 logger = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ def _insertion_rules(
     min_instances: int,
 ) -> list[InsertionRule]:
     anchor_ops = {runs[r].members[j][0].op for r, j in assoc}
-    labels: dict[str, list[tuple[AttrValue, bool]]] = defaultdict(list)
+    instances: dict[str, list[tuple[list[str], Layer, bool]]] = defaultdict(list)
     counts: dict[str, list[int]] = defaultdict(list)
     records: dict[str, set[int]] = defaultdict(set)
     for r, run in enumerate(runs):
@@ -359,14 +360,54 @@ def _insertion_rules(
             if count:
                 counts[op].append(count)
                 records[op].add(r)
-            for key in neighbour_keys(flow, executed_of, ex, position):
-                labels[op].append((key, count > 0))
+            instances[op].append((neighbour_keys(flow, executed_of, ex, position), ex.primary, count > 0))
     rules = []
     for op in sorted(anchor_ops):
-        positives = sum(label for _, label in labels[op])
-        neighbours, right = _split(labels[op])
+        positives = sum(label for *_, label in instances[op])
+        neighbours, conditions, right = _insertion_conditions(instances[op])
         if positives >= min_instances and neighbours:
-            evidence = Evidence(len(records[op]), len(labels[op]), right)
+            evidence = Evidence(len(records[op]), len(instances[op]), right)
             count = round(median(counts[op])) if counts[op] else 1
-            rules.append(InsertionRule(op_type, op, position, tuple(str(k) for k in neighbours), count, evidence))
+            rule = InsertionRule(op_type, op, position, neighbours, count, evidence, conditions)
+            rules.append(rule)
     return rules
+
+
+SHAPE_CANDIDATES: tuple[ShapeCondition, ...] = (
+    *(ShapeCondition(v, "mod", m) for v in ("in_c", "out_c") for m in (2, 4, 8, 16, 32)),
+    *(ShapeCondition(v, "ge", t) for v in ("in_c", "out_c") for t in (2, 4, 8, 16, 32, 64)),
+    ShapeCondition("group", "eq", 1),
+    ShapeCondition("group", "ge", 2),
+)
+
+
+def _insertion_conditions(
+    instances: Sequence[tuple[list[str], Layer, bool]], max_conditions: int = 2
+) -> tuple[tuple[str, ...], tuple[ShapeCondition, ...], int]:
+    """Neighbour set and up to ``max_conditions`` shape conditions (added greedily while each one makes the
+    rule right on clearly more anchors) that best predict whether an anchor gets the inserted node; returns
+    (neighbours, conditions, anchors predicted right)."""
+
+    def score(conditions: tuple[ShapeCondition, ...]) -> tuple[tuple[str, ...], int]:
+        active = [(keys, label) for keys, layer, label in instances if all(c.holds(layer) for c in conditions)]
+        chosen, _ = _split([(k, label) for keys, label in active for k in keys])
+        hits = {str(k) for k in chosen}
+        fired_right = sum(any(k in hits for k in keys) == label for keys, label in active)
+        idle_right = sum(1 for *_, label in instances if not label) - sum(1 for _, label in active if not label)
+        return tuple(sorted(hits)), fired_right + idle_right
+
+    conditions: tuple[ShapeCondition, ...] = ()
+    neighbours, right = score(conditions)
+    margin = max(1, len(instances) // 200)
+    for _ in range(max_conditions):
+        best: tuple[int, tuple[str, ...], ShapeCondition] | None = None
+        for cand in SHAPE_CANDIDATES:
+            if cand in conditions:
+                continue
+            nb, r = score((*conditions, cand))
+            if nb and r >= right + margin and (best is None or r > best[0]):
+                best = (r, nb, cand)
+        if best is None:
+            break
+        right, neighbours, conditions = best[0], best[1], (*conditions, best[2])
+    return neighbours, conditions, right

@@ -155,12 +155,57 @@ class RemovalRule:
         )
 
 
+SHAPE_VALUES = ("in_c", "out_c", "group")
+SHAPE_TESTS = ("mod", "ge", "eq")
+
+
+def shape_value(layer: Layer, value: str) -> int:
+    """``in_c``/``out_c``: channels (dimension 1) of the first input/output; ``group``: the group attribute."""
+    if value == "group":
+        group = layer.attrs.get("group", 1)
+        return group if isinstance(group, int) else 1
+    tensors = layer.inputs if value == "in_c" else layer.outputs
+    shape = tensors[0].shape if tensors else ()
+    return shape[1] if len(shape) > 1 else (shape[0] if shape else 1)
+
+
+@dataclass(frozen=True)
+class ShapeCondition:
+    """A test on the anchor's primary layer: ``value % arg == 0`` (mod), ``value >= arg`` (ge), ``== arg`` (eq)."""
+
+    value: str
+    test: str
+    arg: int
+
+    def holds(self, layer: Layer) -> bool:
+        x = shape_value(layer, self.value)
+        if self.test == "mod":
+            return x % self.arg == 0
+        return x >= self.arg if self.test == "ge" else x == self.arg
+
+    def __str__(self) -> str:
+        return {"mod": f"{self.value} % {self.arg} == 0", "ge": f"{self.value} >= {self.arg}"}.get(
+            self.test, f"{self.value} == {self.arg}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "test": self.test, "arg": self.arg}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> ShapeCondition:
+        value, test = str(d["value"]), str(d["test"])
+        if value not in SHAPE_VALUES or test not in SHAPE_TESTS:
+            raise ValueError(f"shape condition {dict(d)}: value must be one of {SHAPE_VALUES}, test of {SHAPE_TESTS}")
+        return ShapeCondition(value, test, int(d["arg"]))
+
+
 @dataclass(frozen=True)
 class InsertionRule:
     """``count`` nodes of type ``op_type`` inserted ``position`` (before/after) executed layers whose primary
     op is ``anchor_op``, when a neighbour on that side (producer before, consumer after; ``<input>`` and
-    ``<output>`` for the graph's boundary) is one of ``neighbours``. The inserted node converts the
-    anchor's input (before) or output (after) tensor; its cost is its own layer model's.
+    ``<output>`` for the graph's boundary) is one of ``neighbours`` and every shape condition on the
+    anchor holds (e.g. ``in_c % 8 == 0``: blocked layouts need whole channel blocks). The inserted node
+    converts the anchor's input (before) or output (after) tensor; its cost is its own layer model's.
     """
 
     op_type: str
@@ -169,6 +214,10 @@ class InsertionRule:
     neighbours: tuple[str, ...]
     count: int = 1
     evidence: Evidence = Evidence()
+    conditions: tuple[ShapeCondition, ...] = ()
+
+    def fires(self, anchor: Layer, keys: Sequence[str]) -> bool:
+        return any(k in self.neighbours for k in keys) and all(c.holds(anchor) for c in self.conditions)
 
     @property
     def id(self) -> str:
@@ -181,6 +230,7 @@ class InsertionRule:
             "position": self.position,
             "neighbours": list(self.neighbours),
             "count": self.count,
+            "conditions": [c.to_dict() for c in self.conditions],
             "evidence": self.evidence.to_dict(),
         }
 
@@ -196,6 +246,7 @@ class InsertionRule:
             neighbours=tuple(str(x) for x in d["neighbours"]),
             count=int(d.get("count", 1)),
             evidence=Evidence.from_dict(d.get("evidence", {})),
+            conditions=tuple(ShapeCondition.from_dict(c) for c in d.get("conditions", ())),
         )
 
 
@@ -268,6 +319,7 @@ class MappingRules:
             if isinstance(rule, FusionRule) and rule.conditions:
                 cond = " if " + ", ".join(f"#{c.position}.{c.attr} in {list(c.values)}" for c in rule.conditions)
             if isinstance(rule, InsertionRule):
-                cond = f" next to {list(rule.neighbours)} x{rule.count}"
+                cond = f" next to {list(rule.neighbours)}" + "".join(f" if {c}" for c in rule.conditions)
+                cond += f" x{rule.count}"
             lines.append(f"{rule.id}{cond}: {ev.n_instances} seen, profile agreement {agree}, timing {timing}")
         return lines
