@@ -95,6 +95,16 @@ def test_onnxruntime_profile_shows_nchwc_reorders_and_residual_fusion() -> None:
     assert all(p.exec_type.startswith(("com.microsoft", "ai.onnx")) for p in profile)
 
 
+def test_onnxruntime_split_and_swish_fusion_are_linked() -> None:
+    ort = get_backend("onnxruntime")
+    # ORT runs HardSwish as two kernels (HardSigmoid, Mul): both implement the one layer
+    split = ort.prepare(build_model("hardswish", {"shape": [1, 16, 8, 8]}, name="hs")).profile(2)
+    assert len(split) == 2 and all(p.covers == ("hardswish",) for p in split)
+    # x * sigmoid(x) after a Conv+BN: the Sigmoid and the Mul end in one fused node
+    prof = ort.prepare(build_model("conv_bn_relu", {**CBR, "act": "silu"}, name="cbs")).profile(2)
+    assert sorted(p.covers for p in prof if p.covers) == [("conv", "bn"), ("silu_sigmoid", "silu_mul")]
+
+
 def test_openvino_runs_f32_and_reports_fusions() -> None:
     if not _available("openvino"):
         pytest.skip("openvino not installed")
@@ -137,6 +147,13 @@ def test_link_layers_on_runtime_names() -> None:
     # OpenVINO renames a Conv when it folds the BN: the unnamed Conv joins its consumer's node
     covers = link_layers(graph, {"Multiply_1": {"bn", "relu"}, "conv2": {"conv2", "add", "relu2"}})
     assert covers["Multiply_1"] == {"conv", "bn", "relu"}
+    # an unmatched node with one unmatched layer left: the layer was split; inserted nodes stay empty
+    covers = link_layers(graph, {"a": {"conv", "bn", "relu", "conv2", "add"}, "k1": set(), "k2": set(), "R": set()},
+                         inserted={"R"})
+    assert covers == {"a": {"conv", "bn", "relu", "conv2", "add", "relu2"}, "k1": set(), "k2": set(), "R": set()}
+    covers = link_layers(graph, {"a": {"conv", "bn", "relu", "conv2"}, "k1": set(), "R": set()}, removed={"add"},
+                         inserted={"R"})
+    assert covers == {"a": {"conv", "bn", "relu", "conv2"}, "k1": {"relu2"}, "R": set()}
 
 
 @pytest.mark.slow

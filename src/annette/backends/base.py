@@ -208,15 +208,19 @@ def _chain_back(graph: Graph, layer: str, op_type: str | None) -> set[str]:
     return set(chain)
 
 
-def link_layers(graph: Graph, anchors: dict[str, set[str]], removed: Collection[str] = ()) -> dict[str, set[str]]:
+def link_layers(
+    graph: Graph, anchors: dict[str, set[str]], removed: Collection[str] = (), inserted: Collection[str] = ()
+) -> dict[str, set[str]]:
     """Complete ``anchors`` (executed node -> layers matched by name) with the layers no node names.
 
     An unnamed zero-cost layer (Reshape, Flatten, Identity, ...) was removed. Any other unnamed layer not
     known to be ``removed`` was fused into a neighbour: into its producer's node when it is that producer's
-    only consumer (Conv+Relu, Conv+Add, MatMul+Add), or into its consumer's node when it is that consumer's
-    only input (a Conv renamed by BatchNorm folding joins the BatchNorm's node); Conv/Gemm/MatMul layers try
-    the consumer first, all others the producer. Repeated until nothing changes; layers left over are
-    reported by no node.
+    only consumer (Conv+Relu, Conv+Add, MatMul+Add), or into its consumers' node when one node owns all of
+    them (a Conv renamed by BatchNorm folding joins the BatchNorm's node; x*sigmoid(x) fused into one
+    node); Conv/Gemm/MatMul layers try the consumers first, all others the producer. Repeated until nothing
+    changes. If then exactly one layer is left and executed nodes that are not ``inserted`` (layout
+    reorders) match no layer, the runtime split that layer into those nodes (ORT runs HardSwish as
+    HardSigmoid + Mul): they all cover it. Layers still left over are reported by no node.
     """
     from annette.graph.accounting import ZERO_COST_OPS
 
@@ -233,28 +237,31 @@ def link_layers(graph: Graph, anchors: dict[str, set[str]], removed: Collection[
         for name in list(pending):
             order = (False, True) if graph.layer(name).op in MAIN_OPS else (True, False)
             for upstream in order:
-                target = _fusion_neighbour(graph, name, owner, upstream)
-                if target is not None:
-                    owner[name] = owner[target]
+                node = _fusion_neighbour(graph, name, owner, upstream)
+                if node is not None:
+                    owner[name] = node
                     pending.remove(name)
                     changed = True
                     break
     covers: dict[str, set[str]] = {node: set() for node in anchors}
     for layer, node in owner.items():
         covers[node].add(layer)
+    unmatched = [node for node, layers in covers.items() if not layers and node not in inserted]
+    if len(pending) == 1 and unmatched:
+        for node in unmatched:
+            covers[node].add(pending[0])
     return covers
 
 
 def _fusion_neighbour(graph: Graph, name: str, owner: dict[str, str], upstream: bool) -> str | None:
+    """The node that ``name`` fused into, looking at its producers (``upstream``) or its consumers."""
     if upstream:
         for pred in graph.predecessors(name):
             if pred in owner and graph.successors(pred) == [name]:
-                return pred
+                return owner[pred]
         return None
-    succ = graph.successors(name)
-    if len(succ) == 1 and succ[0] in owner and graph.predecessors(succ[0]) == [name]:
-        return succ[0]
-    return None
+    nodes = {owner.get(succ) for succ in graph.successors(name)}
+    return nodes.pop() if len(nodes) == 1 and None not in nodes else None
 
 
 def order_layers(graph: Graph, names: set[str]) -> tuple[str, ...]:

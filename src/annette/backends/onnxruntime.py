@@ -151,7 +151,8 @@ class OrtPrepared:
         anchors: dict[str, set[str]] = {}
         for node in durations:
             anchors[node] = resolve_runtime_name(node, graph, op_types[node]) - claimed(anchors)
-        covers = link_layers(graph, anchors)
+        inserted = {node for node, op in op_types.items() if op.startswith("Reorder")}
+        covers = link_layers(graph, anchors, inserted=inserted)
         out = []
         for node, times in durations.items():
             kept = times[PROFILE_WARMUP:] or times
@@ -161,7 +162,7 @@ class OrtPrepared:
                     op_type=op_types[node],
                     time_ms=label_of(kept),
                     covers=order_layers(graph, covers[node]),
-                    exec_type=f"{domains.get(node, '?')}:{op_types[node]}",
+                    exec_type=f"{domains[node]}:{op_types[node]}" if node in domains else op_types[node],
                 )
             )
         return tuple(out)

@@ -153,7 +153,8 @@ class OvPrepared:
             elif name in not_run:
                 removed |= layers
         removed -= {layer for layers in anchors.values() for layer in layers}
-        covers = link_layers(graph, anchors, removed)
+        inserted = {node for node, (node_type, _) in info.items() if node_type == "Reorder"}
+        covers = link_layers(graph, anchors, removed, inserted)
         return tuple(
             NodeProfile(
                 node=node,
