@@ -237,9 +237,9 @@ def link_layers(
         for name in list(pending):
             order = (False, True) if graph.layer(name).op in MAIN_OPS else (True, False)
             for upstream in order:
-                node = _fusion_neighbour(graph, name, owner, upstream)
-                if node is not None:
-                    owner[name] = node
+                into = _fusion_neighbour(graph, name, owner, upstream)
+                if into is not None:
+                    owner[name] = into
                     pending.remove(name)
                     changed = True
                     break
