@@ -151,7 +151,7 @@ def test_cli_fit_writes_a_loadable_bundle(records, tmp_path) -> None:  # type: i
     assert res.exit_code == 1 and "cubic" in res.output
 
 
-def test_inflated_profiles_give_a_negative_node_overhead_that_is_folded_in(records) -> None:  # type: ignore[no-untyped-def]
+def test_inflated_profiles_give_a_negative_node_overhead_that_corrects_them(records) -> None:  # type: ignore[no-untyped-def]
     # A profiler that adds 6 µs to every node (the label is unprofiled): per node 4 − 6 = −2 µs.
     inflated = [
         replace(r, profile=tuple(replace(p, time_ms=p.time_ms + 0.006) for p in r.profile)) for r in records

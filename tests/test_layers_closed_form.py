@@ -5,9 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from annette.errors import HardwareModelError
 from annette.graph.ir import Layer, TensorSpec
 from annette.layers import RefinedRooflineModel, RooflineModel
-from annette.layers.features import FEATURE_NAMES, FEATURES, Features, executed_type, extract, type_fallbacks
+from annette.layers.features import (
+    ALL_FEATURE_NAMES,
+    FEATURE_NAMES,
+    FEATURES,
+    Features,
+    executed_type,
+    extract,
+    type_fallbacks,
+)
 from annette.layers.refined import dim_efficiency, efficiency
 from annette.layers.roofline import Roofs
 from annette.mapping.mapped import ExecutedLayer, inserted_layer
@@ -98,13 +107,15 @@ def test_fused_row_counts_external_traffic_only() -> None:
     assert row["bytes"] == row["input_bytes"] + row["output_bytes"] + row["weight_bytes"]
     assert (row["in_c"], row["in_h"], row["out_c"], row["kernel_h"], row["stride_w"]) == (3, 8, 4, 3, 1)
     assert (row["n_members"], row["n_inputs"], row["batch"]) == (2, 1, 1)
-    assert set(FEATURES) == set(FEATURE_NAMES) and all(FEATURES[n][0] for n in FEATURE_NAMES)
+    assert (row["in_c_align"], row["out_c_align"]) == (1, 4)  # 3 and 4 channels
+    assert X.names == ALL_FEATURE_NAMES == tuple(FEATURES) and all(FEATURES[n][0] for n in ALL_FEATURE_NAMES)
+    assert set(FEATURE_NAMES) < set(ALL_FEATURE_NAMES)
 
 
 def test_inserted_row_moves_its_tensor() -> None:
     ex = ExecutedLayer("conv", (CONV,))
     reorder = inserted_layer("ReorderInput", ex, "before", "r0")
-    row = dict(zip(FEATURE_NAMES, extract([reorder]).values[0], strict=True))
+    row = dict(zip(ALL_FEATURE_NAMES, extract([reorder]).values[0], strict=True))
     assert row["flops"] == 0 and row["bytes"] == 2 * 4 * 3 * 64 and row["n_members"] == 0
     assert executed_type(reorder) == "ReorderInput" and reorder.covers == () and reorder.anchor == "conv"
 
@@ -113,7 +124,17 @@ def test_rows_that_cannot_be_accounted_are_nan_and_reported() -> None:
     odd = Layer("odd", "MysteryOp", (T("x", 1, 4),), (T("y", 1, 4),))
     X = extract([ExecutedLayer("odd", (odd,)), ExecutedLayer("relu", (RELU,))])
     assert np.isnan(X.values[0]).all() and "MysteryOp" in X.errors[0]
-    assert 1 not in X.errors and X.values[1, FEATURE_NAMES.index("flops")] == 256
+    assert 1 not in X.errors and X.column("flops")[1] == 256
+
+
+def test_alignment_and_column_selection() -> None:
+    wide = Layer("c", "Conv", (T("x", 1, 48, 4, 4),), (T("y", 1, 96, 4, 4),), (T("w", 96, 48, 1, 1),))
+    X = extract([ExecutedLayer("c", (wide,))])
+    assert (X.column("in_c_align")[0], X.column("out_c_align")[0]) == (16, 32)
+    old = X.select(FEATURE_NAMES)  # a model fitted on the first feature set takes just its columns
+    assert old.names == FEATURE_NAMES and old.column("flops")[0] == X.column("flops")[0]
+    with pytest.raises(HardwareModelError, match="warp"):
+        X.select(("flops", "warp"))
 
 
 def test_identical_layers_give_identical_rows() -> None:

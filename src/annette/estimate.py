@@ -1,7 +1,8 @@
 """Estimate = apply the hardware model's mapping to a graph, then sum its layer models over executed layers.
 
-Each executed layer costs its layer model's prediction, which includes the target's per-node overhead (the
-layer models are trained on kernel time plus that overhead); the run adds the per-run overhead. A layer that no model covers is *unsupported*: listed on the result with the reason,
+Each executed layer costs its layer model's kernel time plus the target's per-node overhead (never less
+than 0: the per-node term can be a negative correction of profiled kernel times); the run adds the per-run
+overhead. A layer that no model covers is *unsupported*: listed on the result with the reason,
 left out of the total (never a silent 0 ms), and an error under ``strict``. A layer made only of ops that
 the accounting declares zero-cost (Reshape, Flatten, ...) and that has no model of its own costs only the
 node overhead, and says so.
@@ -28,7 +29,7 @@ from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
 from annette.hardware import KIND_FALLBACKS, HardwareModel, Resolved
-from annette.layers.features import FEATURE_NAMES, Features, executed_type, extract
+from annette.layers.features import Features, executed_type, extract
 from annette.mapping.apply import apply
 from annette.mapping.mapped import ExecutedLayer
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ESTIMATE_SCHEMA_VERSION = 1
-_FLOPS, _BYTES = FEATURE_NAMES.index("flops"), FEATURE_NAMES.index("bytes")
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,13 @@ class _Table:
     executed: list[ExecutedLayer]
     types: list[str]
     X: Features
-    times: np.ndarray  # ms (node overhead included); NaN: unsupported
+    times: np.ndarray  # ms including the per-node overhead; NaN: unsupported
     bounds: np.ndarray
     resolved: dict[str, Resolved | None]
     zero_cost: frozenset[str]  # types costed as node overhead only
+
+    def _value(self, i: int, name: str) -> float:
+        return float(self.X.values[i, self.X.names.index(name)]) if name in self.X.names else math.nan
 
     def row(self, i: int) -> LayerEstimate:
         ex, t = self.executed[i], self.types[i]
@@ -107,8 +110,8 @@ class _Table:
             type=t,
             covers=ex.covers,
             inserted=ex.inserted,
-            flops=float(self.X.values[i, _FLOPS]),
-            bytes=float(self.X.values[i, _BYTES]),
+            flops=self._value(i, "flops"),
+            bytes=self._value(i, "bytes"),
             bound=bound,
             time_ms=time_ms,
             model=model,
@@ -130,7 +133,7 @@ class Estimate:
     n_unsupported: int
     removed: tuple[str, ...]
     run_overhead_ms: float
-    node_overhead_ms: float  # already part of every layer's time_ms
+    node_overhead_ms: float  # included in every layer's time_ms
     _table: _Table = field(repr=False, compare=False)
     _start: int = field(repr=False, compare=False)
 
@@ -210,7 +213,7 @@ def estimate_many(
                        ", ".join(hw.kinds) or "none")
     mapped = [apply(g, hw.rules) for g in graphs]
     flat = [ex for m in mapped for ex in m.executed]
-    X = extract(flat, element_bits=hw.element_bits)
+    X = extract(flat, element_bits=hw.element_bits).select(hw.feature_names)
     types = [executed_type(ex) for ex in flat]
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
     zero_cost = frozenset(
@@ -234,7 +237,8 @@ def estimate_many(
         idx = np.array([i for i in rows if i not in X.errors], dtype=np.intp)
         if len(idx):
             sub = X.take(idx)
-            times[idx] = models[key].model.predict(sub)
+            # kernel time + per-node overhead (which may be a negative correction of profiled kernel times)
+            times[idx] = np.maximum(models[key].model.predict(sub) + hw.overhead.per_node_ms, 0.0)
             bounds[idx] = _bound(hw, models[key], sub)
     table = _Table(flat, types, X, times, bounds, resolved, zero_cost)
 

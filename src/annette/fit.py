@@ -2,13 +2,12 @@
 
 1. Records: ``ok`` ones with a graph and a measurement, of one target, without an excluded stability flag.
 2. Overheads: where a record has a per-node profile, its measured time minus the summed kernel times is
-   regressed on the number of executed nodes: per-node and per-run overhead (:func:`fit_overhead`). The
-   per-node term is folded into the layer models' training times; the per-run term is added per estimate.
+   regressed on the number of executed nodes: per-node and per-run overhead (:func:`fit_overhead`), added
+   per executed layer and per run by every estimate.
 3. Mapping rules: :func:`annette.mapping.learn_rules` (profiles first, timing test where singles exist).
 4. Samples: every profiled node of a micro or multi record is one sample of its executed-layer type (kernel
-   time plus per-node overhead; nodes covering the same layers, a layer split into several kernels, are one
-   sample); a record without profile that maps to a single executed layer is one sample (measured time less
-   the per-run overhead). Network records are kept out unless ``use_networks`` (they are for evaluation).
+   time; nodes covering the same layers, a layer split into several kernels, are one sample); a record
+   without profile that maps to a single executed layer is one sample (measured time less the overheads). Network records are kept out unless ``use_networks`` (they are for evaluation).
 5. Quality: ~``holdout`` of the records of each family are held out; each type and kind is fitted on the
    rest and scored on them (MAPE, R² on ms, n), and held-out multi-layer records are estimated end to end.
    Then every model is refitted on all records.
@@ -48,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 MIN_SAMPLES: dict[str, int] = {"roofline": 3, "refined": 12, "statistical": 30, "mixed": 30}
 LAYER_RECORD_KINDS = ("micro", "multi")
-MIN_NODE_SHARE = 0.05  # a profiled node keeps at least this share of its kernel time as its sample time
 
 Progress = Callable[[str], None]
 
@@ -151,7 +149,8 @@ def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
 
     Least squares weighted by 1/measured (relative errors, so small and large records count alike). The
     per-node term may come out negative: then the profiler's kernel times overstate what a node costs in an
-    unprofiled run (on ORT CPU each profiled node reads ~2-3 µs long), and the term corrects them.
+    unprofiled run (on ORT CPU each profiled node reads ~2-3 µs long), and the term corrects them in every
+    estimate.
     """
     rows = [
         (len(r.profile), r.measurement.label_ms, sum(p.time_ms for p in r.profile))
@@ -168,7 +167,7 @@ def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
     coef, *_ = np.linalg.lstsq(np.column_stack([n, np.ones_like(n)]) * w[:, None], gap * w, rcond=None)
     return Overhead(
         float(coef[0]), float(coef[1]), len(rows), "least squares, 1/measured weights: measured − Σ kernel = "
-        "per_node·nodes + per_run; per_node is folded into the layer models' training times"
+        "per_node·nodes + per_run"
     )
 
 
@@ -181,13 +180,9 @@ class _Samples:
 
 
 def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhead: Overhead) -> _Samples:
-    """Training samples (executed layer, ms, record index) from records (see the module docstring).
-
-    A sample's time is what the executed layer adds to an unprofiled run: its profiled kernel time plus the
-    per-node overhead for each node it ran as (at least :data:`MIN_NODE_SHARE` of the profiled time, where a
-    negative per-node term would take more), or, for an unprofiled single-layer record, the measured time less
-    the per-run overhead.
-    """
+    """Training samples (executed layer, kernel ms, record index) from records (see the module docstring):
+    profiled kernel times (summed over the nodes of a layer split into several kernels), or, for an
+    unprofiled single-layer record, the measured time less the per-run and per-node overheads."""
     positions = {r.op_type: r.position for r in rules.insertions}
     layers: list[ExecutedLayer] = []
     times: list[float] = []
@@ -195,16 +190,16 @@ def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhea
     for i, rec in enumerate(records):
         run = read_profile(rec)
         if run is not None:
-            for ex, t, n_nodes in run.executed(positions):
+            for ex, t, _ in run.executed(positions):
                 layers.append(ex)
-                times.append(max(t + n_nodes * overhead.per_node_ms, MIN_NODE_SHARE * t))
+                times.append(t)
                 owner.append(i)
             continue
         assert rec.graph is not None and rec.measurement is not None
         executed = apply(rec.graph, rules).executed
         if len(executed) == 1:
             layers.append(executed[0])
-            times.append(rec.measurement.label_ms - overhead.per_run_ms)
+            times.append(rec.measurement.label_ms - overhead.per_run_ms - overhead.per_node_ms)
             owner.append(i)
     return _Samples(layers, np.array(times, dtype=np.float64), np.array(owner, dtype=np.intp))
 

@@ -23,7 +23,7 @@ from typing import Any
 from annette.bench.records import Target
 from annette.errors import HardwareModelError, UnknownNameError
 from annette.layers import KINDS, LayerModel
-from annette.layers.features import FEATURE_NAMES, FEATURES, ElementBits, type_fallbacks
+from annette.layers.features import ALL_FEATURE_NAMES, FEATURE_NAMES, FEATURES, ElementBits, type_fallbacks
 from annette.mapping.rules import MappingRules
 from annette.registry import Registry
 
@@ -48,8 +48,8 @@ for _path in sorted(SHIPPED_DIR.glob("*.json")):
 
 @dataclass(frozen=True)
 class Overhead:
-    """Time the target spends beyond the profiled kernels (ms): per executed node (folded into the layer
-    models' training times, so it is part of every layer prediction) and per run (added per estimate)."""
+    """Time the target spends beyond the profiled kernels (ms): per executed node (added to every layer's
+    kernel time; negative where profiled kernel times run long) and per run (added per estimate)."""
 
     per_node_ms: float = 0.0
     per_run_ms: float = 0.0
@@ -94,7 +94,7 @@ class HardwareModel:
     layer_models: Mapping[str, Mapping[str, LayerModel]]
     overhead: Overhead = Overhead()
     fallbacks: Mapping[str, str] = field(default_factory=dict)
-    feature_names: tuple[str, ...] = FEATURE_NAMES
+    feature_names: tuple[str, ...] = FEATURE_NAMES  # the columns its models take (a subset of FEATURES)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     quality: Mapping[str, Any] = field(default_factory=dict)
     # The type whose models cost any type nothing else covers (the original ANNETTE's ``Base`` entry); None:
@@ -181,10 +181,11 @@ class HardwareModel:
         if missing:
             raise HardwareModelError(f"{source}: hardware model lacks {', '.join(missing)}")
         names = tuple(str(n) for n in dict(d["features"]).get("names", ()))
-        if names != FEATURE_NAMES:
+        unknown = [n for n in names if n not in FEATURES]
+        if unknown or not names:
             raise HardwareModelError(
-                f"{source}: fitted on feature columns {list(names)}, but this annette extracts "
-                f"{list(FEATURE_NAMES)}; refit the hardware model"
+                f"{source}: fitted on feature columns {list(names)}, but this annette does not extract "
+                f"{unknown or 'an empty list'} (it extracts {list(ALL_FEATURE_NAMES)}); refit the hardware model"
             )
         try:
             target = Target.from_dict(d["target"])

@@ -118,7 +118,7 @@ def estimate(
     console.print(
         f"{len(est.layers)} executed layers, {len(est.removed)} graph layers removed; "
         f"{est.run_overhead_ms * 1e3:.2f} µs per run (and {est.node_overhead_ms * 1e3:.2f} µs per node, included in "
-        f"the layer times); total "
+        f"each layer's time); total "
         f"{est.total_ms:.4f} ms" + (f"; [red]{n_bad} unsupported layer(s) not in the total[/]" if n_bad else ""),
         highlight=False,
     )

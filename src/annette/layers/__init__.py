@@ -7,7 +7,14 @@ Kinds (registry :data:`LAYER_MODELS`): ``roofline``, ``refined`` (refined roofli
 from __future__ import annotations
 
 from annette.layers.base import LAYER_MODELS, LayerModel
-from annette.layers.features import FEATURE_NAMES, FEATURES, Features, executed_type, extract
+from annette.layers.features import (
+    ALL_FEATURE_NAMES,
+    FEATURE_NAMES,
+    FEATURES,
+    Features,
+    executed_type,
+    extract,
+)
 from annette.layers.mixed import MixedModel
 from annette.layers.refined import RefinedRooflineModel
 from annette.layers.roofline import RooflineModel
@@ -17,6 +24,7 @@ from annette.layers.statistical import StatisticalModel
 KINDS: tuple[str, ...] = ("roofline", "refined", "statistical", "mixed")
 
 __all__ = [
+    "ALL_FEATURE_NAMES",
     "FEATURES",
     "FEATURE_NAMES",
     "KINDS",

@@ -48,10 +48,15 @@ FEATURES: Mapping[str, tuple[str, str]] = {
     "stride_h": ("px", "stride height (1 where not applicable)"),
     "stride_w": ("px", "stride width"),
     "groups": ("count", "convolution groups (1 where not applicable)"),
+    "in_c_align": ("count", "largest power of two (up to 64) dividing in_c: blocked kernels need whole blocks"),
+    "out_c_align": ("count", "largest power of two (up to 64) dividing out_c"),
     "n_inputs": ("count", "activation inputs entering the executed layer"),
     "n_members": ("count", "graph layers the executed layer covers (0 for inserted nodes)"),
 }
-FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+ALL_FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)  # the columns :func:`extract` returns, in order
+# The columns of the first feature set: the default of hand-built models and bundles (converted ones keep it).
+# Bundles fitted by ``annette fit`` take all columns; every model selects its own by name.
+FEATURE_NAMES: tuple[str, ...] = tuple(n for n in FEATURES if not n.endswith("_align"))
 
 GENERIC_TYPE = "*"
 
@@ -75,6 +80,15 @@ class Features:
             return self.values[:, self.names.index(name)]  # type: ignore[no-any-return]
         except ValueError:
             raise HardwareModelError(f"feature {name!r} is not among the columns {list(self.names)}") from None
+
+    def select(self, names: Sequence[str]) -> Features:
+        """The columns ``names``, in that order (models fitted on an older, smaller feature set take these)."""
+        if tuple(names) == self.names:
+            return self
+        missing = [n for n in names if n not in self.names]
+        if missing:
+            raise HardwareModelError(f"features {missing} are not among the columns {list(self.names)}")
+        return Features(tuple(names), self.values[:, [self.names.index(n) for n in names]], self.errors)
 
     def take(self, rows: Sequence[int] | np.ndarray) -> Features:
         idx = np.asarray(rows, dtype=np.intp)
@@ -169,6 +183,11 @@ class ElementBits:
         return bits
 
 
+def _align(n: int) -> int:
+    """The largest power of two up to 64 that divides ``n`` (1 for n ≤ 0)."""
+    return min(n & -n, 64) if n > 0 else 1
+
+
 def _nbytes(tensors: Sequence[TensorSpec], bits: float | None = None) -> float:
     if bits is None:
         return sum(t.nbytes for t in tensors)
@@ -205,7 +224,8 @@ def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[flo
     return [
         flops, macs, in_bytes, out_bytes, weight_bytes, total, flops / total if total else 0.0,
         x[0] if x else 1, in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, sh, sw,
-        group if isinstance(group, int) else 1, len(inputs), 0 if ex.inserted else len(ex.members),
+        group if isinstance(group, int) else 1, _align(in_c), _align(out_c), len(inputs),
+        0 if ex.inserted else len(ex.members),
     ]
 
 
@@ -235,7 +255,7 @@ def extract(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None
     """
     rows: list[list[float]] = []
     errors: dict[int, str] = {}
-    nan_row = [math.nan] * len(FEATURE_NAMES)
+    nan_row = [math.nan] * len(ALL_FEATURE_NAMES)
     memo: dict[tuple[object, ...], list[float] | str] = {}
     for i, ex in enumerate(layers):
         try:
@@ -255,6 +275,6 @@ def extract(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None
             rows.append(nan_row)
         else:
             rows.append(hit)
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
-    return Features(FEATURE_NAMES, values, errors)
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(ALL_FEATURE_NAMES))
+    return Features(ALL_FEATURE_NAMES, values, errors)
 
