@@ -141,19 +141,26 @@ def test_link_layers_on_runtime_names() -> None:
     assert resolve_runtime_name("r_nchwc", graph, "Conv") == {"conv", "bn", "relu"}
     assert resolve_runtime_name("fused conv2", graph, "FusedConv") == {"conv2"}
     assert resolve_runtime_name("ReorderInput", graph, "ReorderInput") == set()
-    covers = link_layers(graph, {"ReorderInput": set(), "r_nchwc": {"conv", "bn", "relu"}, "c2_nchwc": {"conv2"}})
+    ops = {"ReorderInput": "ReorderInput", "r_nchwc": "Conv", "c2_nchwc": "Conv"}
+    covers = link_layers(graph, {"ReorderInput": set(), "r_nchwc": {"conv", "bn", "relu"}, "c2_nchwc": {"conv2"}}, ops,
+                         inserted={"ReorderInput"})
     # Add and Relu fused into the producing Conv (its only consumer)
     assert covers == {"ReorderInput": set(), "r_nchwc": {"conv", "bn", "relu"}, "c2_nchwc": {"conv2", "add", "relu2"}}
     # OpenVINO renames a Conv when it folds the BN: the unnamed Conv joins its consumer's node
-    covers = link_layers(graph, {"Multiply_1": {"bn", "relu"}, "conv2": {"conv2", "add", "relu2"}})
+    ops = {"Multiply_1": "Convolution", "conv2": "Convolution"}
+    covers = link_layers(graph, {"Multiply_1": {"bn", "relu"}, "conv2": {"conv2", "add", "relu2"}}, ops)
     assert covers["Multiply_1"] == {"conv", "bn", "relu"}
-    # an unmatched node with one unmatched layer left: the layer was split; inserted nodes stay empty
-    covers = link_layers(graph, {"a": {"conv", "bn", "relu", "conv2", "add"}, "k1": set(), "k2": set(), "R": set()},
+    # ... and one whose BatchNorm and activation names are lost too: the orphan Convolution node takes the
+    # first unnamed Conv after the nodes before it, and the BN (its only consumer) joins it
+    ops = {"R": "Reorder", "Multiply_1": "Convolution", "Multiply_2": "Convolution", "r": "Reshape"}
+    covers = link_layers(graph, {"R": set(), "Multiply_1": {"relu"}, "Multiply_2": set(), "r": set()}, ops,
                          inserted={"R"})
-    assert covers == {"a": {"conv", "bn", "relu", "conv2", "add", "relu2"}, "k1": set(), "k2": set(), "R": set()}
-    covers = link_layers(graph, {"a": {"conv", "bn", "relu", "conv2"}, "k1": set(), "R": set()}, removed={"add"},
-                         inserted={"R"})
-    assert covers == {"a": {"conv", "bn", "relu", "conv2"}, "k1": {"relu2"}, "R": set()}
+    assert covers == {"R": set(), "Multiply_1": {"conv", "bn", "relu"}, "Multiply_2": {"conv2", "add", "relu2"},
+                      "r": set()}
+    # a layer run as two kernels (HardSwish -> HardSigmoid + Mul): both nodes cover it
+    hs = Graph("h", (t["x"],), (Layer("hs", "HardSwish", (t["x"],), (t["r"],)),), ("r",)).validate()
+    covers = link_layers(hs, {"HardSigmoid_1": set(), "Mul_2": set()}, {"HardSigmoid_1": "HardSigmoid", "Mul_2": "Mul"})
+    assert covers == {"HardSigmoid_1": {"hs"}, "Mul_2": {"hs"}}
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import functools
 import os
 import platform
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -170,7 +170,8 @@ _RUNTIME_NAME_AFFIXES = (
     re.compile(r"^(.+)/sink_port_\d+$"),
 )
 # Layers that head a fused group: a runtime names the group after a later member at times (ORT NCHWc names
-# a Conv+BN+Relu node after the Relu's output), so an unnamed one joins its consumer's node first.
+# a Conv+BN+Relu node after the Relu's output; OpenVINO renames a Conv that absorbed a BN), so an unnamed
+# one joins its consumers' node, never its producer's.
 MAIN_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
@@ -208,19 +209,55 @@ def _chain_back(graph: Graph, layer: str, op_type: str | None) -> set[str]:
     return set(chain)
 
 
-def link_layers(
-    graph: Graph, anchors: dict[str, set[str]], removed: Collection[str] = (), inserted: Collection[str] = ()
-) -> dict[str, set[str]]:
-    """Complete ``anchors`` (executed node -> layers matched by name) with the layers no node names.
+# runtime op types -> the ONNX ops their node may implement besides its own name (OpenVINO's CPU plugin
+# names, ORT's contrib ops); SPLIT_INTO: ONNX ops a runtime runs as several kernels
+RUNTIME_OPS: dict[str, frozenset[str]] = {
+    "Convolution": frozenset({"Conv"}),
+    "GroupConvolution": frozenset({"Conv"}),
+    "FullyConnected": frozenset({"Gemm", "MatMul"}),
+    "Gemm": frozenset({"MatMul"}),
+    "Pooling": frozenset({"MaxPool", "AveragePool"}),
+    "Reduce": frozenset({"GlobalAveragePool", "ReduceMean"}),
+    "ReduceMean": frozenset({"GlobalAveragePool"}),
+    "Eltwise": frozenset({"Add", "Sub", "Mul", "Div", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"}),
+    "MVN": frozenset({"LayerNormalization"}),
+    "Concatenation": frozenset({"Concat"}),
+    "Interpolate": frozenset({"Resize"}),
+    "QuickGelu": frozenset({"Sigmoid", "Mul"}),
+}
+SPLIT_INTO: dict[str, frozenset[str]] = {"HardSwish": frozenset({"HardSigmoid", "Mul"})}
 
-    An unnamed zero-cost layer (Reshape, Flatten, Identity, ...) was removed. Any other unnamed layer not
-    known to be ``removed`` was fused into a neighbour: into its producer's node when it is that producer's
-    only consumer (Conv+Relu, Conv+Add, MatMul+Add), or into its consumers' node when one node owns all of
-    them (a Conv renamed by BatchNorm folding joins the BatchNorm's node; x*sigmoid(x) fused into one
-    node); Conv/Gemm/MatMul layers try the consumers first, all others the producer. Repeated until nothing
-    changes. If then exactly one layer is left and executed nodes that are not ``inserted`` (layout
-    reorders) match no layer, the runtime split that layer into those nodes (ORT runs HardSwish as
-    HardSigmoid + Mul): they all cover it. Layers still left over are reported by no node.
+
+def implements(node_op: str, layer_op: str) -> bool:
+    """Whether an executed node of runtime type ``node_op`` can implement a layer of ONNX type ``layer_op``."""
+    return (
+        node_op.removeprefix("Fused") == layer_op
+        or layer_op in RUNTIME_OPS.get(node_op, ())
+        or node_op in SPLIT_INTO.get(layer_op, ())
+    )
+
+
+def link_layers(
+    graph: Graph,
+    anchors: dict[str, set[str]],
+    node_ops: Mapping[str, str],
+    removed: Collection[str] = (),
+    inserted: Collection[str] = (),
+) -> dict[str, set[str]]:
+    """Complete ``anchors`` (executed node -> layers matched by name, in execution order) with the layers
+    that no node names; ``node_ops`` gives each node's runtime op type.
+
+    1. Orphan nodes (named after no layer, not ``inserted`` layout reorders nor zero-cost reshapes) take, in
+       execution order, the first unnamed layer of an op they implement that comes after the layers of the
+       nodes before them (OpenVINO renames a Conv whose BatchNorm it folded to ``Multiply_N``); a node of
+       a split op's other kernel joins the layer its predecessor took (ORT runs HardSwish as HardSigmoid +
+       Mul: both cover the layer).
+    2. An unnamed zero-cost layer (Reshape, Flatten, Identity, ...) was removed. Any other unnamed layer
+       not known to be ``removed`` was fused into a neighbour: into its producer's node when it is that
+       producer's only consumer (Conv+Relu, Conv+Add, MatMul+Add), or into its consumers' node when one
+       node owns all of them (a renamed Conv+BN joins its activation's node; x*sigmoid(x) fused into one
+       node). A Conv/Gemm/MatMul heads its group, so it only joins its consumers' node; other layers try
+       their producer first. Repeated until nothing changes; layers left over are reported by no node.
     """
     from annette.graph.accounting import ZERO_COST_OPS
 
@@ -231,11 +268,28 @@ def link_layers(
     pending = [
         x.name for x in graph.layers if x.name not in owner and x.name not in removed and x.op not in ZERO_COST_OPS
     ]
+    covers: dict[str, set[str]] = {node: set() for node in anchors}
+    index = {x.name: i for i, x in enumerate(graph.layers)}
+    position, last = -1, ""
+    for node, layers in anchors.items():
+        op = node_ops.get(node, "")
+        if layers:
+            position, last = max(index[x] for x in layers), ""
+        elif node in inserted or op in ZERO_COST_OPS:
+            continue
+        elif last and op in SPLIT_INTO.get(graph.layer(last).op, ()):
+            covers[node].add(last)
+        else:
+            match = next((n for n in pending if index[n] > position and implements(op, graph.layer(n).op)), "")
+            if match:
+                owner[match] = node
+                pending.remove(match)
+                position, last = index[match], match
     changed = True
     while pending and changed:
         changed = False
         for name in list(pending):
-            order = (False, True) if graph.layer(name).op in MAIN_OPS else (True, False)
+            order = (False,) if graph.layer(name).op in MAIN_OPS else (True, False)
             for upstream in order:
                 into = _fusion_neighbour(graph, name, owner, upstream)
                 if into is not None:
@@ -243,13 +297,8 @@ def link_layers(
                     pending.remove(name)
                     changed = True
                     break
-    covers: dict[str, set[str]] = {node: set() for node in anchors}
     for layer, node in owner.items():
         covers[node].add(layer)
-    unmatched = [node for node, layers in covers.items() if not layers and node not in inserted]
-    if len(pending) == 1 and unmatched:
-        for node in unmatched:
-            covers[node].add(pending[0])
     return covers
 
 

@@ -152,7 +152,7 @@ class OrtPrepared:
         for node in durations:
             anchors[node] = resolve_runtime_name(node, graph, op_types[node]) - claimed(anchors)
         inserted = {node for node, op in op_types.items() if op.startswith("Reorder")}
-        covers = link_layers(graph, anchors, inserted=inserted)
+        covers = link_layers(graph, anchors, op_types, inserted=inserted)
         out = []
         for node, times in durations.items():
             kept = times[PROFILE_WARMUP:] or times

@@ -154,7 +154,7 @@ class OvPrepared:
                 removed |= layers
         removed -= {layer for layers in anchors.values() for layer in layers}
         inserted = {node for node, (node_type, _) in info.items() if node_type == "Reorder"}
-        covers = link_layers(graph, anchors, removed, inserted)
+        covers = link_layers(graph, anchors, {node: t for node, (t, _) in info.items()}, removed, inserted)
         return tuple(
             NodeProfile(
                 node=node,

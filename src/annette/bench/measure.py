@@ -10,7 +10,6 @@ the torch backend runs ``torchvision:NAME`` specs natively.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 from annette.bench.records import BenchRecord
@@ -38,20 +37,19 @@ def measure_model(
 
     be = get_backend(backend, threads=threads, batch=batch, **backend_options)
     target = be.describe()
+    runnable: onnx.ModelProto | str
     if isinstance(spec_or_onnx, onnx.ModelProto):
-        family = f"onnx:{spec_or_onnx.graph.name or 'model'}"
-        runnable: Any = spec_or_onnx
-        graph = graph_from_onnx(spec_or_onnx)
-        digest = hashlib.sha256(spec_or_onnx.SerializeToString()).hexdigest()[:16]
+        family, runnable = f"onnx:{spec_or_onnx.graph.name or 'model'}", spec_or_onnx
+    elif backend == "torch":  # PyTorch runs the module itself; the graph comes from its ONNX export
+        family, runnable = str(spec_or_onnx), str(spec_or_onnx)
     else:
-        family = str(spec_or_onnx)
-        if backend == "torch":
-            runnable = family
-            graph = load_model(family, batch=batch)
-        else:
-            runnable = model_to_onnx(spec_or_onnx, batch=batch)
-            graph = graph_from_onnx(runnable)
-        digest = hashlib.sha256(f"{Path(family).name}".encode()).hexdigest()[:16]
+        family, runnable = str(spec_or_onnx), model_to_onnx(spec_or_onnx, batch=batch)
+    if isinstance(runnable, onnx.ModelProto):
+        graph = graph_from_onnx(runnable)
+        digest = hashlib.sha256(runnable.SerializeToString()).hexdigest()[:16]
+    else:
+        graph = load_model(runnable, batch=batch)
+        digest = hashlib.sha256(runnable.encode()).hexdigest()[:16]
     prepared = be.prepare(runnable)
     measurement = measure(prepared, protocol)
     nodes = prepared.profile(profile_runs) if profile else ()

@@ -156,7 +156,7 @@ class BenchStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY rowid"
-        for (text,) in self.db.execute(sql, args).fetchall():
+        for (text,) in self.db.execute(sql, args):
             try:
                 yield BenchRecord.from_dict(json.loads(text))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

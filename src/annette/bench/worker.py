@@ -99,7 +99,13 @@ def _worker_main(conn: Connection, backend_name: str, options: Mapping[str, Any]
             return  # the parent is gone
         if msg is None:
             return
-        record = run_config(BenchConfig.from_dict(msg), backend, target, protocol=proto, profile_runs=profile_runs)
+        config = BenchConfig.from_dict(msg)
+        try:
+            record = run_config(config, backend, target, protocol=proto, profile_runs=profile_runs)
+        except Exception as exc:  # an unexpected error in one configuration must not end the campaign
+            record = BenchRecord(config.config_id, config.kind, config.family, config.params, target, "failed",
+                                 error=f"internal error: {type(exc).__name__}: {exc}",
+                                 metadata={**record_metadata(), "source": config.source})
         try:
             conn.send(record.to_dict())
         except (BrokenPipeError, OSError):
