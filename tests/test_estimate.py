@@ -129,3 +129,16 @@ def test_insertions_are_estimated_and_marked() -> None:
     measured = hwsynth.record(graph, "network", "net", np.random.default_rng(0)).measurement
     assert measured is not None
     assert est.total_ms == pytest.approx(measured.label_ms, rel=1e-3)  # noise-free synthetic target
+
+
+def test_sparse_types_use_their_primary_type_before_the_generic_model(hw: HardwareModel) -> None:
+    from dataclasses import replace
+
+    generic = roofline(1e7, 1e7, 0.5)
+    sparse = replace(hw, layer_models={**hw.layer_models, "*": {"roofline": generic}},
+                     fallbacks={"Conv+Relu": "*", "Softmax": "*"})
+    conv = sparse.resolve("Conv+Relu", "roofline")
+    assert conv is not None and conv.type == "Conv" and "too little data" in conv.note
+    soft = sparse.resolve("Softmax", "mixed")
+    assert soft is not None and soft.type == "*" and soft.kind == "roofline"
+    assert sparse.resolve("Softplus", "roofline") is None

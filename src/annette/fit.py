@@ -13,8 +13,9 @@
    Then every model is refitted on all records.
 
 Types with fewer samples than a kind needs (:data:`MIN_SAMPLES`) lack that kind (estimates fall back to a
-simpler one); types with fewer than the roofline's minimum fall back to the generic model fitted on all
-samples (``*``), and the estimate says so per layer.
+simpler one); types with fewer than the roofline's minimum have no model: their layers use their primary
+member's type (``Conv[grouped]+Relu`` → ``Conv[grouped]``), else the generic model fitted on all samples
+(``*``), and the estimate says so per layer.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from annette.mapping.rules import MappingRules
 
 logger = logging.getLogger(__name__)
 
-MIN_SAMPLES: dict[str, int] = {"roofline": 3, "refined": 12, "statistical": 30, "mixed": 30}
+MIN_SAMPLES: dict[str, int] = {"roofline": 8, "refined": 12, "statistical": 30, "mixed": 30}
 LAYER_RECORD_KINDS = ("micro", "multi")
 
 Progress = Callable[[str], None]

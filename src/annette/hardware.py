@@ -115,15 +115,17 @@ class HardwareModel:
 
     def resolve(self, type_name: str, kind: str) -> Resolved | None:
         """The model for ``type_name`` under ``kind``: the type itself, else its primary member's type, else
-        that op's base type; ``fallbacks`` redirects types with too little data (to the generic model); the
-        kind falls back along :data:`KIND_FALLBACKS`; then ``default_type``, where set. None where nothing
-        covers the type."""
+        that op's base type; only where none of these has a model, ``fallbacks`` redirects types with too little
+        data (to the generic model); the kind falls back along :data:`KIND_FALLBACKS`; then ``default_type``,
+        where set. None where nothing covers the type."""
         if kind not in KIND_FALLBACKS:
             raise UnknownNameError(f"unknown estimate kind {kind!r}; valid: {', '.join(KIND_FALLBACKS)}")
-        for candidate in type_fallbacks(type_name):
-            used = self.fallbacks.get(candidate, candidate)
-            models = self.layer_models.get(used)
-            if not models:
+        candidates = type_fallbacks(type_name)
+        # Own models of the type or its more generic types first; then the redirect of a type with too
+        # little data (to the generic model).
+        for candidate, used in (*((c, c) for c in candidates), *((c, self.fallbacks.get(c)) for c in candidates)):
+            models = self.layer_models.get(used) if used is not None else None
+            if not models or used is None:
                 continue
             for k in KIND_FALLBACKS[kind]:
                 if k in models:
