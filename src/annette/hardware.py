@@ -131,7 +131,7 @@ class HardwareModel:
                 if k in models:
                     notes = []
                     if used != type_name:
-                        why = " (too little data)" if candidate in self.fallbacks else ""
+                        why = " (too little data)" if {type_name, candidate} & self.fallbacks.keys() else ""
                         notes.append(f"type {type_name}→{used}{why}")
                     if k != kind:
                         notes.append(f"kind {kind}→{k}")
