@@ -11,7 +11,7 @@ feature). Then, for networks in eager mode:
 - every other op pays a launch: types absent from the data use the :data:`GENERIC` model (the bundle's
   ``default_type``), a bandwidth roof plus a per-call overhead fitted on the elementwise and data-movement
   kinds of the table (add, concat, relu, sigmoid, hardswish, batchnorm); each estimated layer says so in its
-  note. MatMul (nn.Linear on 3-D inputs, attention) uses the Gemm models.
+  note. MatMul and Einsum (nn.Linear on 3-D inputs, attention) use the Gemm models.
 - bytes are counted at the table's precision (``element_bits`` 16 or 32), whatever the dtype of the graph
   being estimated (torchvision exports fp32 graphs).
 
@@ -63,7 +63,7 @@ VIEW_OPS: tuple[str, ...] = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Iden
 GENERIC = "eager-generic"
 GENERIC_FAMILIES: tuple[str, ...] = ("add", "concat", "relu", "sigmoid", "hardswish", "batchnorm")
 # Types the tables lack whose work is a matrix product: estimated by the Gemm models
-MAC_FALLBACKS: Mapping[str, str] = {"MatMul": "Gemm"}
+MAC_FALLBACKS: Mapping[str, str] = {"MatMul": "Gemm", "Einsum": "Gemm"}
 
 
 def read_records(csv_path: str | Path, store_dir: str | Path | None = None) -> list[BenchRecord]:

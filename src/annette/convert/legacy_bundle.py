@@ -92,6 +92,12 @@ CLASS_WORK: Mapping[str, tuple[str, int]] = {
 # classes whose bytes include their weights in the original
 WEIGHTED_CLASSES = frozenset({"Conv", "ConvTranspose", "DepthwiseConv", "DepthwiseSepConv", "ConvPool", "FullyConnected"})
 
+# The feature columns the converted models read (a bundle keeps working when annette extracts more)
+FEATURES_USED: tuple[str, ...] = tuple(
+    n for n in FEATURE_NAMES
+    if n in {"flops", "macs", "input_bytes", "output_bytes", "weight_bytes", "bytes", "in_c", "out_c", "out_h", "out_w"}
+)
+
 # The original's unrolled dimensions (shape key, NHWC index) -> annette refined-roofline dimension
 _NHWC_DIMS: Mapping[tuple[str, int], str] = {
     ("output_shape", 1): "h",
@@ -206,7 +212,7 @@ def _model_dict(kind: str, roofs: Mapping[str, Any], work: str, traffic: Sequenc
     if kind == "refined":
         params.update(replication=True, compute_bound_only=True)
         learned.update(par={}, alpha={})
-    return {"kind": kind, "params": params, "feature_names": list(FEATURE_NAMES), "n_samples": 0, "learned": learned}
+    return {"kind": kind, "params": params, "feature_names": list(FEATURES_USED), "n_samples": 0, "learned": learned}
 
 
 def entry_model(entry: LayerEntry, kind: str) -> LayerModel:
@@ -429,7 +435,7 @@ def build_legacy_bundle(name: str, legacy_root: str | Path) -> HardwareModel:
         layer_models=layer_models,
         overhead=Overhead(method="none: the original models have no per-node or per-run overhead"),
         fallbacks={},
-        feature_names=FEATURE_NAMES,
+        feature_names=FEATURES_USED,
         provenance=provenance,
         quality={"note": "converted, not fitted: the original publishes no measurements with these models"},
         default_type=BASE,
