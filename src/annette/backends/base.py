@@ -3,7 +3,8 @@
 A backend is a small object with ``name``, ``is_available()``, ``describe() -> Target`` and
 ``prepare(model) -> Prepared``; a ``Prepared`` runs one inference per ``run()`` call on fixed random
 inputs and, where the runtime has a profiler, reports what it executed with ``profile(runs)``. The timing
-loop is not here: it lives once in ``annette.bench.runner``.
+loop is not here: it lives once in ``annette.bench.runner``; a ``Prepared`` whose device has its own clock
+may add ``time_calls(n) -> ms`` (the torch backend on CUDA: CUDA events), which the runner then uses.
 
 Backends are registered by name in ``BACKENDS`` (``annette.backends``); ``get_backend(name, **options)``
 builds one. A backend whose runtime is not installed raises ``BackendError`` when it is built.
@@ -62,7 +63,10 @@ def get_backend(name: str, **options: Any) -> Backend:
     """
     backend = BACKENDS.get(name)(**options)
     if not backend.is_available():
-        raise BackendError(f"backend {name!r} is not available on this machine (its runtime is not installed)")
+        raise BackendError(
+            f"backend {name!r} is not available on this machine (its runtime is not installed, or the device "
+            f"asked for is absent; options: {options})"
+        )
     return backend
 
 
