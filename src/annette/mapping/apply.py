@@ -50,7 +50,11 @@ def apply(graph: Graph, rules: MappingRules) -> MappedGraph:
             continue
         members: tuple[Layer, ...] = (layer,)
         bypassed: tuple[str, ...] = ()
-        for f in fusions.get(layer.op, ()):
+        candidates = fusions.get(layer.op, ())
+        second = flow.next_op(layer) if candidates else None
+        for f in candidates:
+            if f.pattern[1] != second:
+                continue
             chain = flow.chain(layer, f.pattern)
             if chain is not None and f.allows(chain) and not any(m.name in taken for m in chain):
                 members, bypassed = chain, flow.bypassed(chain)
@@ -76,8 +80,13 @@ def _insert(
             continue
         before: list[ExecutedLayer] = []
         after: list[ExecutedLayer] = []
+        keys: dict[str, list[str]] = {}
         for r in rules:
-            if r.fires(ex.primary, neighbour_keys(flow, executed_of, ex, r.position)):
+            if not r.holds(ex.primary):
+                continue
+            if r.position not in keys:
+                keys[r.position] = neighbour_keys(flow, executed_of, ex, r.position)
+            if r.fires(ex.primary, keys[r.position]):
                 hits[r.id] += 1
                 side = before if r.position == "before" else after
                 side.extend(

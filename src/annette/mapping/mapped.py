@@ -145,6 +145,11 @@ class Flow:
                     out.extend(p for p in path if p not in out)
         return tuple(out)
 
+    def next_op(self, layer: Layer) -> str | None:
+        """The op type of the one kept layer ``layer`` feeds, or None (several, none, or a graph output)."""
+        consumers, leaves = self.consumers(layer)
+        return None if leaves or len(consumers) != 1 else self.graph.by_name[consumers[0]].op
+
     def chain(self, start: Layer, pattern: tuple[str, ...]) -> tuple[Layer, ...] | None:
         """The layers ``start → ...`` forming a linear chain with op types ``pattern``, or None.
 

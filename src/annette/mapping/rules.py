@@ -216,8 +216,12 @@ class InsertionRule:
     evidence: Evidence = Evidence()
     conditions: tuple[ShapeCondition, ...] = ()
 
+    def holds(self, anchor: Layer) -> bool:
+        """The shape conditions (cheap; checked before the neighbours are looked up)."""
+        return all(c.holds(anchor) for c in self.conditions)
+
     def fires(self, anchor: Layer, keys: Sequence[str]) -> bool:
-        return any(k in self.neighbours for k in keys) and all(c.holds(anchor) for c in self.conditions)
+        return any(k in self.neighbours for k in keys) and self.holds(anchor)
 
     @property
     def id(self) -> str:
