@@ -257,6 +257,13 @@ class HardwareModel:
 
 
 def _warn_runtime_version(target: Target, source: str) -> None:
+    """Warn when the runtime a local target was fitted with differs from the one installed here.
+
+    Foreign targets (``backend == "external"``: imported tables, the original ANNETTE devices) are not run
+    with this machine's runtime, so their recorded version is provenance only.
+    """
+    if target.backend == "external":
+        return
     try:
         installed = metadata.version(target.runtime)
     except metadata.PackageNotFoundError:
