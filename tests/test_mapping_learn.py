@@ -169,3 +169,30 @@ def test_insertion_learns_a_shape_condition(records) -> None:  # type: ignore[no
     b = hwsynth.Builder("g", (1, 12, 8, 8))
     mapped = apply(b.graph(b.conv(b.conv(b.input, 16), 8)), rules)
     assert [e.primary.op for e in mapped.executed] == ["Conv", "Conv", "ReorderOutput"]  # 12 channels: no reorder
+
+
+def test_fusion_learns_a_shape_condition(records) -> None:  # type: ignore[no-untyped-def]
+    # A target that fuses Conv→Relu only into convolutions whose input channels fill blocks of 4 (ORT fuses
+    # HardSwish only into its blocked-layout convolutions): the rule must say so, not list channel counts.
+    def blocked(rec):  # type: ignore[no-untyped-def]
+        nodes = []
+        for p in rec.profile:
+            layers = [rec.graph.layer(c) for c in p.covers]
+            if [x.op for x in layers] == ["Conv", "Relu"] and layers[0].inputs[0].shape[1] % 4:
+                nodes += [replace(p, covers=(layers[0].name,)), replace(p, node=f"{p.node}_act", op_type="Relu",
+                                                                       covers=(layers[1].name,))]
+            else:
+                nodes.append(p)
+        return replace(rec, profile=tuple(nodes))
+
+    rules = learn_rules([blocked(r) for r in records], run_overhead_ms=hwsynth.RUN_MS)
+    rule = next(f for f in rules.fusions if f.pattern == ("Conv", "Relu"))
+    assert rule.conditions == () and [str(c) for c in rule.shape_conditions] == ["in_c % 4 == 0"]
+    assert rule.evidence.agreement == 1.0
+    assert MappingRules.from_dict(json.loads(json.dumps(rules.to_dict()))).fusions == rules.fusions
+    for c, fused in ((12, True), (6, False)):
+        b = hwsynth.Builder("g", (1, c, 8, 8))
+        mapped = apply(b.graph(b.relu(b.conv(b.input, 8))), rules)
+        assert [e.ops for e in mapped.executed if not e.inserted] == (
+            [("Conv", "Relu")] if fused else [("Conv",), ("Relu",)]
+        )

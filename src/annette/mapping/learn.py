@@ -286,17 +286,30 @@ def _fusion_rule(
         return None
     if m / n >= min_agreement:
         return FusionRule(pattern, (), _with(evidence, n, m))
-    best: tuple[int, AttrCondition] | None = None
+    # One condition: a member attribute taking a few values (strides in [(1, 1)]; a long list of values
+    # memorises the sweep, e.g. the channel counts that happened to be blocked), or a shape test on the first
+    # member (in_c % 4 == 0), which wins ties as the more general of the two.
+    best: tuple[int, int, AttrCondition | ShapeCondition] | None = None
     for position in range(len(pattern)):
         keys = sorted({k for chain, _ in instances for k in chain[position].attrs})
         for key in keys:
             labels = [(chain[position].attrs.get(key), fused) for chain, fused in instances]
             values, right = _split(labels)
-            if values and (best is None or right > best[0]):
-                best = (right, AttrCondition(position, key, values))
+            if values and len(values) <= MAX_ATTR_VALUES and (best is None or (right, 0) > best[:2]):
+                best = (right, 0, AttrCondition(position, key, values))
+    for cand in SHAPE_CANDIDATES:
+        right = sum(cand.holds(chain[0]) == fused for chain, fused in instances)
+        if best is None or (right, 1) > best[:2]:
+            best = (right, 1, cand)
     if best is not None and best[0] / n >= min_agreement:
-        return FusionRule(pattern, (best[1],), _with(evidence, n, best[0]))
+        cond = best[2]
+        if isinstance(cond, ShapeCondition):
+            return FusionRule(pattern, (), _with(evidence, n, best[0]), shape_conditions=(cond,))
+        return FusionRule(pattern, (cond,), _with(evidence, n, best[0]))
     return None
+
+
+MAX_ATTR_VALUES = 4  # an attribute condition listing more values than this is memorisation, not a rule
 
 
 def _with(evidence: Evidence, n: int, agree: int) -> Evidence:

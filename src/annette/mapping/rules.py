@@ -93,23 +93,29 @@ class AttrCondition:
 
 @dataclass(frozen=True)
 class FusionRule:
-    """A linear chain of op types (``Conv → Relu``) that the target runs as one node, when ``conditions`` hold."""
+    """A linear chain of op types (``Conv → Relu``) that the target runs as one node, when ``conditions`` (member
+    attributes) and ``shape_conditions`` (on the first member, e.g. ``in_c % 4 == 0``: ORT fuses HardSwish only
+    into the blocked-layout convolutions, which need whole channel blocks) hold."""
 
     pattern: tuple[str, ...]
     conditions: tuple[AttrCondition, ...] = ()
     evidence: Evidence = Evidence()
+    shape_conditions: tuple[ShapeCondition, ...] = ()
 
     @property
     def id(self) -> str:
         return "fuse:" + "+".join(self.pattern)
 
     def allows(self, members: Sequence[Layer]) -> bool:
-        return all(c.holds(members) for c in self.conditions)
+        return all(c.holds(members) for c in self.conditions) and all(
+            c.holds(members[0]) for c in self.shape_conditions
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "pattern": list(self.pattern),
             "conditions": [c.to_dict() for c in self.conditions],
+            "shape_conditions": [c.to_dict() for c in self.shape_conditions],
             "evidence": self.evidence.to_dict(),
         }
 
@@ -119,6 +125,7 @@ class FusionRule:
             pattern=tuple(str(x) for x in d["pattern"]),
             conditions=tuple(AttrCondition.from_dict(c) for c in d.get("conditions", ())),
             evidence=Evidence.from_dict(d.get("evidence", {})),
+            shape_conditions=tuple(ShapeCondition.from_dict(c) for c in d.get("shape_conditions", ())),
         )
 
 
@@ -320,8 +327,11 @@ class MappingRules:
             agree = "-" if ev.agreement is None else f"{ev.agreement:.0%}"
             timing = "-" if ev.timing_agreement is None else f"{ev.timing_agreement:.0%} of {ev.n_timing}"
             cond = ""
-            if isinstance(rule, FusionRule) and rule.conditions:
-                cond = " if " + ", ".join(f"#{c.position}.{c.attr} in {list(c.values)}" for c in rule.conditions)
+            if isinstance(rule, FusionRule) and (rule.conditions or rule.shape_conditions):
+                cond = " if " + ", ".join(
+                    [f"#{c.position}.{c.attr} in {list(c.values)}" for c in rule.conditions]
+                    + [f"#0.{c}" for c in rule.shape_conditions]
+                )
             if isinstance(rule, InsertionRule):
                 cond = f" next to {list(rule.neighbours)}" + "".join(f" if {c}" for c in rule.conditions)
                 cond += f" x{rule.count}"
