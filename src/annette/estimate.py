@@ -29,8 +29,8 @@ from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
 from annette.hardware import KIND_FALLBACKS, HardwareModel, Resolved
-from annette.layers.features import Features, executed_type, extract
-from annette.mapping.apply import apply
+from annette.layers.features import Features, executed_type, extract_distinct
+from annette.mapping.apply import apply_many
 from annette.mapping.mapped import ExecutedLayer
 
 if TYPE_CHECKING:
@@ -79,26 +79,29 @@ class LayerEstimate:
 
 @dataclass(frozen=True, eq=False)
 class _Table:
-    """Per-executed-layer columns of one :func:`estimate_many` call; estimates read their slice lazily."""
+    """Per-executed-layer columns of one :func:`estimate_many` call, stored per distinct row; estimates read
+    their slice lazily."""
 
     executed: list[ExecutedLayer]
-    types: list[str]
-    X: Features
-    times: np.ndarray  # ms including the per-node overhead; NaN: unsupported
-    bounds: np.ndarray
+    rows: np.ndarray  # executed layer -> its distinct row
+    X: Features  # distinct rows
+    types: list[str]  # per distinct row
+    times: np.ndarray  # per executed layer: ms including the per-node overhead; NaN: unsupported
+    bounds: np.ndarray  # per distinct row
     resolved: dict[str, Resolved | None]
     zero_cost: frozenset[str]  # types costed as node overhead only
 
-    def _value(self, i: int, name: str) -> float:
-        return float(self.X.values[i, self.X.names.index(name)]) if name in self.X.names else math.nan
+    def _value(self, u: int, name: str) -> float:
+        return float(self.X.values[u, self.X.names.index(name)]) if name in self.X.names else math.nan
 
     def row(self, i: int) -> LayerEstimate:
-        ex, t = self.executed[i], self.types[i]
+        ex, u = self.executed[i], int(self.rows[i])
+        t = self.types[u]
         r = self.resolved[t]
         time_ms = None if math.isnan(self.times[i]) else float(self.times[i])
-        bound, model, note = str(self.bounds[i]), "", ""
-        if i in self.X.errors:
-            note = f"cannot account: {self.X.errors[i]}"
+        bound, model, note = str(self.bounds[u]), "", ""
+        if u in self.X.errors:
+            note = f"cannot account: {self.X.errors[u]}"
         elif r is not None:
             model, note = f"{r.type}/{r.kind}", r.note
         elif t in self.zero_cost:
@@ -110,8 +113,8 @@ class _Table:
             type=t,
             covers=ex.covers,
             inserted=ex.inserted,
-            flops=self._value(i, "flops"),
-            bytes=self._value(i, "bytes"),
+            flops=self._value(u, "flops"),
+            bytes=self._value(u, "bytes"),
             bound=bound,
             time_ms=time_ms,
             model=model,
@@ -211,36 +214,39 @@ def estimate_many(
     if kind not in hw.kinds:
         logger.warning("hardware model %r has no %r layer models (has %s); falling back per layer", hw.name, kind,
                        ", ".join(hw.kinds) or "none")
-    mapped = [apply(g, hw.rules) for g in graphs]
+    mapped = apply_many(graphs, hw.rules)
     flat = [ex for m in mapped for ex in m.executed]
-    X = extract(flat, element_bits=hw.element_bits).select(hw.feature_names)
-    types = [executed_type(ex) for ex in flat]
+    # Features, types and predictions once per distinct row (repeated cells, blocks shared between networks).
+    distinct = extract_distinct(flat, element_bits=hw.element_bits)
+    X = distinct.rows.select(hw.feature_names)
+    types = [executed_type(flat[i]) for i in distinct.first]
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
     zero_cost = frozenset(
         t for t, r in resolved.items() if r is None and all(op in ZERO_COST_OPS for op in t.split("+"))
     )
 
-    # One prediction call per layer model, over all rows of all graphs it covers.
+    # One prediction call per layer model, over all distinct rows of all graphs it covers.
     rows_of: dict[int, list[int]] = defaultdict(list)
     models: dict[int, Resolved] = {}
-    times = np.full(len(flat), math.nan)
-    bounds = np.full(len(flat), "-", dtype=object)
-    for i, t in enumerate(types):
+    row_times = np.full(len(X), math.nan)
+    bounds = np.full(len(X), "-", dtype=object)
+    for u, t in enumerate(types):
         r = resolved[t]
         if r is not None:
-            rows_of[id(r.model)].append(i)
-            models[id(r.model)] = r
+            if u not in X.errors:
+                rows_of[id(r.model)].append(u)
+                models[id(r.model)] = r
         elif t in zero_cost:
-            times[i] = max(hw.overhead.per_node_ms, 0.0)
-            bounds[i] = "overhead"
+            row_times[u] = max(hw.overhead.per_node_ms, 0.0)
+            bounds[u] = "overhead"
     for key, rows in rows_of.items():
-        idx = np.array([i for i in rows if i not in X.errors], dtype=np.intp)
-        if len(idx):
-            sub = X.take(idx)
-            # kernel time + per-node overhead (which may be a negative correction of profiled kernel times)
-            times[idx] = np.maximum(models[key].model.predict(sub) + hw.overhead.per_node_ms, 0.0)
-            bounds[idx] = _bound(hw, models[key], sub)
-    table = _Table(flat, types, X, times, bounds, resolved, zero_cost)
+        idx = np.array(rows, dtype=np.intp)
+        sub = X.take(idx)
+        # kernel time + per-node overhead (which may be a negative correction of profiled kernel times)
+        row_times[idx] = np.maximum(models[key].model.predict(sub) + hw.overhead.per_node_ms, 0.0)
+        bounds[idx] = _bound(hw, models[key], sub)
+    times = row_times[distinct.inverse]
+    table = _Table(flat, distinct.inverse, X, types, times, bounds, resolved, zero_cost)
 
     missing = np.isnan(times)
     cum_time = np.concatenate([[0.0], np.cumsum(np.where(missing, 0.0, times))])

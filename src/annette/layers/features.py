@@ -245,6 +245,60 @@ def _key(ex: ExecutedLayer) -> tuple[object, ...]:
     return (ex.inserted, members, wiring)
 
 
+@dataclass(frozen=True, eq=False)
+class DistinctFeatures:
+    """Features of many executed layers, each distinct row once: layer ``i`` has row ``inverse[i]`` of ``rows``
+    (whose ``errors`` are keyed by distinct row), and ``first[u]`` is the first layer with row ``u``."""
+
+    rows: Features
+    inverse: np.ndarray
+    first: np.ndarray
+
+    def expand(self) -> Features:
+        """One row per layer, as :func:`extract` returns them."""
+        errors = {}
+        if self.rows.errors:
+            for i in np.flatnonzero(np.isin(self.inverse, list(self.rows.errors))):
+                errors[int(i)] = self.rows.errors[int(self.inverse[i])]
+        return Features(self.rows.names, self.rows.values[self.inverse], errors)
+
+
+def extract_distinct(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None = None) -> DistinctFeatures:
+    """Features of many executed layers, computed once per distinct row (see :func:`extract`).
+
+    Layers with identical shapes, attributes and wiring (repeated cells, the same block in many networks) share
+    a row; rows that cannot be computed are NaN and their reason is in ``rows.errors``.
+    """
+    rows: list[list[float]] = []
+    errors: dict[int, str] = {}
+    first: list[int] = []
+    inverse: list[int] = []
+    memo: dict[tuple[object, ...], int] = {}
+    for i, ex in enumerate(layers):
+        try:
+            key: tuple[object, ...] | None = _key(ex)
+            u = memo.get(key)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable attribute value: no memo for this layer
+            key, u = None, None
+        if u is None:
+            u = len(rows)
+            try:
+                rows.append(_row(ex, element_bits))
+            except AnnetteError as exc:
+                errors[u] = str(exc)
+                rows.append([math.nan] * len(ALL_FEATURE_NAMES))
+            first.append(i)
+            if key is not None:
+                memo[key] = u
+        inverse.append(u)
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(ALL_FEATURE_NAMES))
+    return DistinctFeatures(
+        Features(ALL_FEATURE_NAMES, values, errors),
+        np.array(inverse, dtype=np.intp),
+        np.array(first, dtype=np.intp),
+    )
+
+
 def extract(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None = None) -> Features:
     """Features of many executed layers at once; rows that cannot be computed are NaN and listed in ``errors``.
 
@@ -253,28 +307,4 @@ def extract(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None
     Layers with identical shapes, attributes and wiring (repeated cells, the same block in many networks) are
     computed once per call.
     """
-    rows: list[list[float]] = []
-    errors: dict[int, str] = {}
-    nan_row = [math.nan] * len(ALL_FEATURE_NAMES)
-    memo: dict[tuple[object, ...], list[float] | str] = {}
-    for i, ex in enumerate(layers):
-        try:
-            key = _key(ex)
-            hit = memo.get(key)
-        except TypeError:  # an unhashable attribute value: no memo for this layer
-            key, hit = None, None
-        if hit is None:
-            try:
-                hit = _row(ex, element_bits)
-            except AnnetteError as exc:
-                hit = str(exc)
-            if key is not None:
-                memo[key] = hit
-        if isinstance(hit, str):
-            errors[i] = hit
-            rows.append(nan_row)
-        else:
-            rows.append(hit)
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(ALL_FEATURE_NAMES))
-    return Features(ALL_FEATURE_NAMES, values, errors)
-
+    return extract_distinct(layers, element_bits=element_bits).expand()

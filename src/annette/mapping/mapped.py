@@ -105,6 +105,9 @@ class Flow:
         return cached
 
     def _find_consumers(self, layer: Layer) -> tuple[list[str], bool]:
+        if not self.removed and len(layer.outputs) == 1:  # fast path, same result: nothing to walk through
+            tensor = layer.outputs[0].name
+            return list(dict.fromkeys(self.graph.consumers.get(tensor, ()))), tensor in self._outputs
         found: list[str] = []
         leaves = False
         stack = [t.name for t in layer.outputs]
