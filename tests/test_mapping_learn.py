@@ -196,3 +196,28 @@ def test_fusion_learns_a_shape_condition(records) -> None:  # type: ignore[no-un
         assert [e.ops for e in mapped.executed if not e.inserted] == (
             [("Conv", "Relu")] if fused else [("Conv",), ("Relu",)]
         )
+
+
+def test_fusion_learns_self_gating() -> None:
+    # x·sigmoid(x) runs as one node, sigmoid(s)·x (a gate on another tensor) as two: the rule must tell them apart.
+    records = []
+    for i, c in enumerate((8, 16, 24, 32, 40, 48)):
+        b = hwsynth.Builder(f"g{i}", (1, c, 4, 4))
+        x = b.relu(b.input)
+        gate = b._add("Sigmoid", [b.relu(x) if i % 2 else x], x.shape)
+        graph = b.graph(b._add("Mul", [x, gate], x.shape))
+        names = [layer.name for layer in graph.layers]
+        if i % 2:  # relu, relu, sigmoid, mul: gate on another tensor
+            nodes = [NodeProfile(n, graph.layer(n).op, 0.01, (n,)) for n in names]
+        else:  # relu, sigmoid, mul: self-gated
+            nodes = [NodeProfile(names[0], "Relu", 0.01, (names[0],)),
+                     NodeProfile(names[2], "Mul", 0.01, (names[1], names[2]))]
+        rec = hwsynth.record(graph, "multi", "gate", np.random.default_rng(i))
+        records.append(replace(rec, profile=tuple(nodes)))
+    rule = next(f for f in learn_rules(records).fusions if f.pattern == ("Sigmoid", "Mul"))
+    assert rule.closed is True and rule.evidence.agreement == 1.0
+    assert FusionRule.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
+    rules = MappingRules(fusions=(rule,))
+    ops = [[e.ops for e in apply(r.graph, rules).executed] for r in records[:2]]
+    assert ops[0] == [("Relu",), ("Sigmoid", "Mul")]
+    assert ops[1] == [("Relu",), ("Relu",), ("Sigmoid",), ("Mul",)]

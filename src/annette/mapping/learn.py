@@ -31,6 +31,7 @@ from annette.mapping.rules import (
     MappingRules,
     RemovalRule,
     ShapeCondition,
+    is_closed,
 )
 
 logger = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ def _fusion_rule(
     # One condition: a member attribute taking a few values (strides in [(1, 1)]; a long list of values
     # memorises the sweep, e.g. the channel counts that happened to be blocked), or a shape test on the first
     # member (in_c % 4 == 0), which wins ties as the more general of the two.
-    best: tuple[int, int, AttrCondition | ShapeCondition] | None = None
+    best: tuple[int, int, AttrCondition | ShapeCondition | bool] | None = None
     for position in range(len(pattern)):
         keys = sorted({k for chain, _ in instances for k in chain[position].attrs})
         for key in keys:
@@ -301,8 +302,14 @@ def _fusion_rule(
         right = sum(cand.holds(chain[0]) == fused for chain, fused in instances)
         if best is None or (right, 1) > best[:2]:
             best = (right, 1, cand)
+    closed = sum(is_closed(chain) == fused for chain, fused in instances)  # x·σ(x) fused, σ(s)·x not
+    for value, right in ((True, closed), (False, n - closed)):
+        if best is None or (right, 1) > best[:2]:
+            best = (right, 1, value)
     if best is not None and best[0] / n >= min_agreement:
         cond = best[2]
+        if isinstance(cond, bool):
+            return FusionRule(pattern, (), _with(evidence, n, best[0]), closed=cond)
         if isinstance(cond, ShapeCondition):
             return FusionRule(pattern, (), _with(evidence, n, best[0]), shape_conditions=(cond,))
         return FusionRule(pattern, (cond,), _with(evidence, n, best[0]))

@@ -101,14 +101,19 @@ class FusionRule:
     conditions: tuple[AttrCondition, ...] = ()
     evidence: Evidence = Evidence()
     shape_conditions: tuple[ShapeCondition, ...] = ()
+    # True: only chains whose later members read nothing from outside but the first member's inputs (x·σ(x),
+    # a self-gated activation); False: only chains that do (σ(s)·x, a gate applied to another tensor).
+    closed: bool | None = None
 
     @property
     def id(self) -> str:
         return "fuse:" + "+".join(self.pattern)
 
     def allows(self, members: Sequence[Layer]) -> bool:
-        return all(c.holds(members) for c in self.conditions) and all(
-            c.holds(members[0]) for c in self.shape_conditions
+        return (
+            all(c.holds(members) for c in self.conditions)
+            and all(c.holds(members[0]) for c in self.shape_conditions)
+            and (self.closed is None or is_closed(members) == self.closed)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,17 +121,26 @@ class FusionRule:
             "pattern": list(self.pattern),
             "conditions": [c.to_dict() for c in self.conditions],
             "shape_conditions": [c.to_dict() for c in self.shape_conditions],
+            "closed": self.closed,
             "evidence": self.evidence.to_dict(),
         }
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> FusionRule:
+        closed = d.get("closed")
         return FusionRule(
             pattern=tuple(str(x) for x in d["pattern"]),
             conditions=tuple(AttrCondition.from_dict(c) for c in d.get("conditions", ())),
             evidence=Evidence.from_dict(d.get("evidence", {})),
             shape_conditions=tuple(ShapeCondition.from_dict(c) for c in d.get("shape_conditions", ())),
+            closed=None if closed is None else bool(closed),
         )
+
+
+def is_closed(members: Sequence[Layer]) -> bool:
+    """Whether the later members of a chain read only tensors of the chain or inputs of its first member."""
+    inside = {t.name for m in members for t in m.outputs} | {t.name for t in members[0].inputs}
+    return all(t.name in inside for m in members[1:] for t in m.inputs)
 
 
 @dataclass(frozen=True)
@@ -327,10 +341,11 @@ class MappingRules:
             agree = "-" if ev.agreement is None else f"{ev.agreement:.0%}"
             timing = "-" if ev.timing_agreement is None else f"{ev.timing_agreement:.0%} of {ev.n_timing}"
             cond = ""
-            if isinstance(rule, FusionRule) and (rule.conditions or rule.shape_conditions):
+            if isinstance(rule, FusionRule) and (rule.conditions or rule.shape_conditions or rule.closed is not None):
                 cond = " if " + ", ".join(
                     [f"#{c.position}.{c.attr} in {list(c.values)}" for c in rule.conditions]
                     + [f"#0.{c}" for c in rule.shape_conditions]
+                    + ([] if rule.closed is None else ["closed" if rule.closed else "not closed"])
                 )
             if isinstance(rule, InsertionRule):
                 cond = f" next to {list(rule.neighbours)}" + "".join(f" if {c}" for c in rule.conditions)
