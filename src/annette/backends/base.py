@@ -168,6 +168,7 @@ def as_model_proto(model: Any, backend: str) -> onnx.ModelProto:
 
 _RUNTIME_NAME_AFFIXES = (
     re.compile(r"^fused (.+)$"),  # ORT: FusedConv / FusedGemm keep "fused <node>"
+    re.compile(r"^(.+)_bn_nchwc$"),  # ORT NCHWc: a BatchNormalization run as a depthwise Conv, "<bn>_bn_nchwc"
     re.compile(r"^(.+)_nchwc$"),  # ORT NCHWc: "<output tensor>_nchwc"
     re.compile(r"^(.+)/[A-Za-z]+Fusion/?$"),  # ORT: "<node>/MatMulAddFusion", "<node>/MatMulScaleFusion/"
     re.compile(r"^(.+)/WithoutBiases$"),  # OpenVINO: the bias-less half of a Conv/Gemm
