@@ -170,6 +170,21 @@ def _convnext(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     return _tail(b, b.binary("Add", b.transpose(y, (0, 3, 1, 2)), x))
 
 
+def _head_sample(rng: np.random.Generator) -> Params:
+    h = int(rng.choice([1, 2, 7, 14]))
+    return {"c_in": _c(rng, 16, 256), "c": _c(rng, 32, 512), "h": h * 2, "pool": str(rng.choice(["max", "gap"])),
+            "hidden": _c(rng, 128, 4096), "classes": int(rng.choice([10, 100, 1000]))}
+
+
+def _head(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
+    x = _stem(b, p)
+    x = b.pool(x, "maxpool", 2, 2) if p["pool"] == "max" else b.global_avgpool(x)
+    n, c, h, w = b.shapes[x]
+    y = b.node("Flatten", [x], (n, c * h * w), base="flatten", axis=1)
+    y = b.act(b.gemm(b.act(b.gemm(y, p["hidden"], base="fc1"), "relu"), p["hidden"], base="fc2"), "relu")
+    return [b.gemm(y, p["classes"], base="fc3")]
+
+
 FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Params], Callable[[NetBuilder, Mapping[str, Any]], list[str]]]] = {
     "ctx_basic": (_basic_sample, _basic),
     "ctx_bottleneck": (_bottleneck_sample, _bottleneck),
@@ -177,8 +192,9 @@ FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Params], Callable[[Net
     "ctx_dense": (_dense_sample, _dense),
     "ctx_shuffle": (_shuffle_sample, _shuffle),
     "ctx_convnext": (_convnext_sample, _convnext),
+    "ctx_head": (_head_sample, _head),
 }
-WEIGHTS = {"ctx_basic": 2, "ctx_bottleneck": 3, "ctx_ir": 4, "ctx_dense": 2, "ctx_shuffle": 1, "ctx_convnext": 1}
+WEIGHTS = {"ctx_basic": 2, "ctx_bottleneck": 3, "ctx_ir": 4, "ctx_dense": 2, "ctx_shuffle": 1, "ctx_convnext": 1, "ctx_head": 1}
 
 
 def build(family: str, params: Mapping[str, Any]) -> Any:
