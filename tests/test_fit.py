@@ -9,7 +9,7 @@ import pytest
 
 import hwsynth
 from annette.bench.records import Measurement
-from annette.errors import HardwareModelError
+from annette.errors import BenchStoreError, HardwareModelError
 from annette.estimate import estimate_many
 from annette.fit import fit_overhead, fit_records, fit_store
 from annette.hardware import HardwareModel
@@ -128,6 +128,15 @@ def test_fit_store_reads_a_benchmark_store(records, tmp_path) -> None:  # type: 
     hw, report = fit_store(tmp_path / "store", kinds=("roofline",))
     assert hw.provenance["store"] == str((tmp_path / "store").resolve())
     assert sum(report.records_used.values()) == 60
+    # several stores pool their records (a campaign and a targeted one)
+    extra = BenchStore(tmp_path / "extra")
+    for r in records[60:90]:
+        extra.add(r)
+    hw, report = fit_store([tmp_path / "store", tmp_path / "extra"], kinds=("roofline",))
+    assert hw.provenance["store"] == [str((tmp_path / d).resolve()) for d in ("store", "extra")]
+    assert sum(report.records_used.values()) == 90
+    with pytest.raises(BenchStoreError, match="no benchmark store"):
+        fit_store([tmp_path / "store", tmp_path / "missing"], kinds=("roofline",))
 
 
 def test_cli_fit_writes_a_loadable_bundle(records, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -383,11 +383,15 @@ def _provenance(
     }
 
 
-def fit_store(store_dir: str | Path, **opts: Any) -> tuple[HardwareModel, FitReport]:
-    """Fit a hardware model from a benchmark store directory (options as :func:`fit_records`)."""
+def fit_store(store_dir: str | Path | Sequence[str | Path], **opts: Any) -> tuple[HardwareModel, FitReport]:
+    """Fit a hardware model from one benchmark store directory or several (e.g. a campaign and a targeted one;
+    their records are pooled), with the options of :func:`fit_records`."""
     from annette.bench.store import BenchStore
 
-    store = BenchStore(Path(store_dir))
-    records = list(store.records(status=None))
-    extra = {"store": str(Path(store_dir).resolve()), **dict(opts.pop("provenance", None) or {})}
+    dirs = [Path(store_dir)] if isinstance(store_dir, (str, Path)) else [Path(d) for d in store_dir]
+    if not dirs:
+        raise HardwareModelError("fit_store needs at least one benchmark store directory")
+    records = [r for d in dirs for r in BenchStore(d, create=False).records(status=None)]
+    stores = [str(d.resolve()) for d in dirs]
+    extra = {"store": stores[0] if len(stores) == 1 else stores, **dict(opts.pop("provenance", None) or {})}
     return fit_records(records, provenance=extra, **opts)

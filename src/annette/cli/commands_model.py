@@ -31,7 +31,7 @@ def _kinds(value: str) -> tuple[str, ...]:
 
 @handle_errors
 def fit(
-    store_dir: Path = typer.Argument(..., help="Benchmark store directory (holds store.sqlite)."),
+    store_dirs: list[Path] = typer.Argument(..., help="Benchmark store directories (each holds store.sqlite)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the hardware model (JSON)."),
     kinds: str = typer.Option(",".join(KINDS), "--kinds", help="Comma-separated layer-model kinds to fit."),
     seed: int = typer.Option(0, "--seed", help="Seed of the hold-out split and the tree ensembles."),
@@ -42,7 +42,7 @@ def fit(
     target: str = typer.Option(None, "--target", help="Target key, where the store holds several."),
     as_json: bool = typer.Option(False, "--json", help="Print the fit report as JSON."),
 ) -> None:
-    """Fit a hardware model (mapping rules + layer models) from a benchmark store."""
+    """Fit a hardware model (mapping rules + layer models) from one or more benchmark stores."""
     from annette.fit import fit_store
 
     with err_console.status("fitting ...") as status:
@@ -52,7 +52,7 @@ def fit(
             err_console.print(f"[dim]{msg}[/]", highlight=False)
 
         hw, report = fit_store(
-            store_dir, kinds=_kinds(kinds), seed=seed, holdout=holdout, name=name,
+            store_dirs, kinds=_kinds(kinds), seed=seed, holdout=holdout, name=name,
             exclude_flags=tuple(exclude_flag or ()), use_networks=use_networks, target_key=target, progress=progress,
         )
     hw.save(out)
