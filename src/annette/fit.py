@@ -24,7 +24,7 @@ import fnmatch
 import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -36,9 +36,9 @@ import numpy as np
 import annette
 from annette.bench.records import BenchRecord, Target
 from annette.errors import HardwareModelError
-from annette.hardware import HardwareModel, Overhead
+from annette.hardware import KIND_FALLBACKS, HardwareModel, Overhead
 from annette.layers import KINDS, LAYER_MODELS, LayerModel
-from annette.layers.features import GENERIC_TYPE, executed_type, extract
+from annette.layers.features import GENERIC_TYPE, Features, executed_type, extract
 from annette.mapping.apply import apply
 from annette.mapping.learn import learn_rules, read_profile
 from annette.mapping.mapped import ExecutedLayer
@@ -87,6 +87,7 @@ class FitReport:
     quality: tuple[Quality, ...]
     end_to_end: dict[str, dict[str, float | int | None]] = field(default_factory=dict)  # kind -> n, mape
     fallbacks: dict[str, str] = field(default_factory=dict)
+    pooled: dict[str, list[str]] = field(default_factory=dict)  # primary type -> fused types its model serves
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +100,7 @@ class FitReport:
             "layer_quality": [q.to_dict() for q in self.quality],
             "end_to_end_holdout": self.end_to_end,
             "fallbacks": self.fallbacks,
+            "pooled": self.pooled,
         }
 
 
@@ -283,8 +285,8 @@ def fit_records(
     quality: list[Quality] = []
     train_models: dict[str, dict[str, LayerModel]] = defaultdict(dict)
     final: dict[str, dict[str, LayerModel]] = defaultdict(dict)
-    for t, idx in sorted(groups.items()):
-        type_kinds = ("roofline",) if t == GENERIC_TYPE else kinds
+
+    def fit_group(t: str, idx: np.ndarray, type_kinds: Sequence[str]) -> None:
         train, test = idx[~is_test[idx]], idx[is_test[idx]]
         for kind in type_kinds:
             if len(idx) < MIN_SAMPLES[kind]:
@@ -298,7 +300,15 @@ def fit_records(
             final[t][kind] = _fit_one(kind, X.take(idx), samples.times[idx], seed)
         say(f"{t}: {len(idx)} samples, kinds {', '.join(final[t]) or 'none'}")
 
+    for t, idx in sorted(groups.items()):
+        fit_group(t, idx, ("roofline",) if t == GENERIC_TYPE else kinds)
+    pooled = _pool_primaries(
+        X, samples.times, types, valid, is_test, kinds, train_models, final, quality, fit_group, fallbacks, say
+    )
+
     feature_names = X.names
+    for t in [t for t, models in final.items() if not models]:
+        del final[t]
     hw_name = name or f"{target.backend}-{target.device}-{target.precision}-b{target.batch}-t{target.threads}"
     end_to_end = _end_to_end(
         [fit_set[i] for i in sorted(held) if fit_set[i].kind != "micro"],
@@ -315,6 +325,7 @@ def fit_records(
         quality=tuple(quality),
         end_to_end=end_to_end,
         fallbacks=fallbacks,
+        pooled=pooled,
     )
     hw = HardwareModel(
         name=hw_name,
@@ -328,6 +339,90 @@ def fit_records(
         quality=report.to_dict(),
     )
     return hw, report
+
+
+def _pool_primaries(
+    X: Features,
+    times: np.ndarray,
+    types: np.ndarray,
+    valid: np.ndarray,
+    is_test: np.ndarray,
+    kinds: Sequence[str],
+    train_models: dict[str, dict[str, LayerModel]],
+    final: dict[str, dict[str, LayerModel]],
+    quality: list[Quality],
+    fit_group: Callable[[str, np.ndarray, Sequence[str]], None],
+    fallbacks: dict[str, str],
+    say: Progress,
+) -> dict[str, list[str]]:
+    """Where a primary type has fused variants (``Conv``: ``Conv+BatchNormalization+Relu``, ...), try one model
+    of the primary type fitted on all of them (the fused members are features: ``n_members``, ``n_inputs``,
+    the bytes), which gives sparse variants the data of the whole family. A fused variant keeps its own models
+    only where they beat the pooled ones on its held-out samples. The pooled models replace the per-type ones
+    where that lowers the family's held-out MAPE (kind: the most refined one fitted), else nothing changes.
+    Returns primary type -> the fused types its pooled model serves."""
+    ref = kinds[-1]
+    primary = np.array([str(t).split("+", 1)[0] for t in types], dtype=object)
+    out: dict[str, list[str]] = {}
+    for p in sorted(set(primary[valid].tolist())):
+        idx = np.flatnonzero(valid & (primary == p))
+        fused = sorted({str(t) for t in types[idx]} - {p})
+        test = idx[is_test[idx]]
+        if not fused or len(test) == 0 or len(idx[~is_test[idx]]) < MIN_SAMPLES[ref]:
+            continue
+        own_train = {t: dict(train_models.get(t, {})) for t in (p, *fused)}
+        own_final = {t: dict(final.get(t, {})) for t in (p, *fused)}
+        own_quality = [q for q in quality if q.type == p]
+        quality[:] = [q for q in quality if q.type != p]
+        train_models.pop(p, None)
+        final.pop(p, None)
+        fit_group(p, idx, kinds)
+        pool_model = train_models.get(p, {}).get(ref)
+        if pool_model is None:
+            continue
+
+        def mape(model: LayerModel | None, rows: np.ndarray) -> float:
+            if model is None or not len(rows):
+                return math.inf
+            return float(np.mean(np.abs(model.predict(X.take(rows)) / times[rows] - 1)))
+
+        def resolved(models: Mapping[str, Mapping[str, LayerModel]], t: str, p: str = p) -> LayerModel | None:
+            for name in (t, p):  # what an estimate would use: the type's own model, else its primary's
+                for k in KIND_FALLBACKS[ref]:
+                    if k in models.get(name, {}):
+                        return models[name][k]
+            return None
+
+        keep = [t for t in fused if mape(resolved(own_train, t), test[types[test] == t])
+                < mape(pool_model, test[types[test] == t])]
+        pooled_train = {p: train_models[p], **{t: own_train[t] for t in keep}}
+        tested = [t for t in (p, *fused) if (types[test] == t).any()]
+        before = sum(mape(resolved(own_train, t), test[types[test] == t]) * int((types[test] == t).sum())
+                     for t in tested)
+        after = sum(mape(resolved(pooled_train, t), test[types[test] == t]) * int((types[test] == t).sum())
+                    for t in tested)
+        if not after < before:  # the per-type models stay
+            train_models.pop(p, None)
+            final.pop(p, None)
+            quality[:] = [q for q in quality if q.type != p] + own_quality
+            for t, m in own_train.items():
+                if m:
+                    train_models[t] = m
+            for t, m in own_final.items():
+                if m:
+                    final[t] = m
+            say(f"{p}: per-type models kept (held-out {ref} MAPE {before / len(test):.3f} vs pooled "
+                f"{after / len(test):.3f})")
+            continue
+        for t in fused:
+            if t not in keep:
+                train_models.pop(t, None)
+                final.pop(t, None)
+                fallbacks.pop(t, None)
+        out[p] = [t for t in fused if t not in keep]
+        say(f"{p}: pooled over {len(fused) + 1} types (held-out {ref} MAPE {before / len(test):.3f} → "
+            f"{after / len(test):.3f}); own models kept for {keep or 'none'}")
+    return out
 
 
 def _end_to_end(
