@@ -29,8 +29,8 @@ from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
 from annette.hardware import KIND_FALLBACKS, HardwareModel, Resolved
-from annette.layers.features import Features, executed_type, extract_distinct
-from annette.mapping.apply import apply_many
+from annette.layers.features import DistinctRows, Features, executed_type, inserted_row_key, row_key
+from annette.mapping.apply import Mapper, Plan, build, is_inserted, item_tensor
 from annette.mapping.mapped import ExecutedLayer
 
 if TYPE_CHECKING:
@@ -79,10 +79,12 @@ class LayerEstimate:
 
 @dataclass(frozen=True, eq=False)
 class _Table:
-    """Per-executed-layer columns of one :func:`estimate_many` call, stored per distinct row; estimates read
-    their slice lazily."""
+    """Per-executed-layer columns of one :func:`estimate_many` call, with features, types and bounds per distinct
+    row. No per-layer object outlives the call: an estimate's layers are rebuilt (by mapping its graph again)
+    when first read."""
 
-    executed: list[ExecutedLayer]
+    graphs: Sequence[Graph]
+    mapper: Mapper
     rows: np.ndarray  # executed layer -> its distinct row
     X: Features  # distinct rows
     types: list[str]  # per distinct row
@@ -91,11 +93,17 @@ class _Table:
     resolved: dict[str, Resolved | None]
     zero_cost: frozenset[str]  # types costed as node overhead only
 
+    def layers(self, graph: int, start: int, n: int) -> tuple[LayerEstimate, ...]:
+        executed = self.mapper.plan(self.graphs[graph]).mapped().executed
+        if len(executed) != n:  # the graph changed (it is frozen, so only by force)
+            raise ShapeError(f"graph {self.graphs[graph].name!r} maps to {len(executed)} layers now, {n} when estimated")
+        return tuple(self.row(start + j, ex) for j, ex in enumerate(executed))
+
     def _value(self, u: int, name: str) -> float:
         return float(self.X.values[u, self.X.names.index(name)]) if name in self.X.names else math.nan
 
-    def row(self, i: int) -> LayerEstimate:
-        ex, u = self.executed[i], int(self.rows[i])
+    def row(self, i: int, ex: ExecutedLayer) -> LayerEstimate:
+        u = int(self.rows[i])
         t = self.types[u]
         r = self.resolved[t]
         time_ms = None if math.isnan(self.times[i]) else float(self.times[i])
@@ -138,11 +146,12 @@ class Estimate:
     run_overhead_ms: float
     node_overhead_ms: float  # included in every layer's time_ms
     _table: _Table = field(repr=False, compare=False)
-    _start: int = field(repr=False, compare=False)
+    _graph: int = field(repr=False, compare=False)  # index in the table's graphs
+    _start: int = field(repr=False, compare=False)  # first executed layer in the table's columns
 
     @cached_property
     def layers(self) -> tuple[LayerEstimate, ...]:
-        return tuple(self._table.row(i) for i in range(self._start, self._start + self.n_executed))
+        return self._table.layers(self._graph, self._start, self.n_executed)
 
     @property
     def unsupported(self) -> tuple[LayerEstimate, ...]:
@@ -214,12 +223,20 @@ def estimate_many(
     if kind not in hw.kinds:
         logger.warning("hardware model %r has no %r layer models (has %s); falling back per layer", hw.name, kind,
                        ", ".join(hw.kinds) or "none")
-    mapped = apply_many(graphs, hw.rules)
-    flat = [ex for m in mapped for ex in m.executed]
-    # Features, types and predictions once per distinct row (repeated cells, blocks shared between networks).
-    distinct = extract_distinct(flat, element_bits=hw.element_bits)
-    X = distinct.rows.select(hw.feature_names)
-    types = [executed_type(flat[i]) for i in distinct.first]
+    mapper = Mapper(hw.rules)
+    distinct = DistinctRows(hw.element_bits)
+    graphs = tuple(graphs)
+    row_of: list[int] = []  # executed layer -> its distinct row, over all graphs
+    sizes: list[int] = []
+    removed: list[tuple[str, ...]] = []
+    for g in graphs:  # one graph at a time: its per-layer objects die with it
+        plan = mapper.plan(g)
+        row_of.extend(_distinct_rows(plan, distinct))
+        sizes.append(len(plan.items))
+        removed.append(plan.removed)
+    inverse = np.array(row_of, dtype=np.intp)
+    X = distinct.features().select(hw.feature_names)
+    types = [executed_type(ex) for ex in distinct.layers]
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
     zero_cost = frozenset(
         t for t, r in resolved.items() if r is None and all(op in ZERO_COST_OPS for op in t.split("+"))
@@ -245,39 +262,50 @@ def estimate_many(
         # kernel time + per-node overhead (which may be a negative correction of profiled kernel times)
         row_times[idx] = np.maximum(models[key].model.predict(sub) + hw.overhead.per_node_ms, 0.0)
         bounds[idx] = _bound(hw, models[key], sub)
-    times = row_times[distinct.inverse]
-    table = _Table(flat, distinct.inverse, X, types, times, bounds, resolved, zero_cost)
+    times = row_times[inverse]
+    table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost)
 
     missing = np.isnan(times)
     cum_time = np.concatenate([[0.0], np.cumsum(np.where(missing, 0.0, times))])
     cum_missing = np.concatenate([[0], np.cumsum(missing)])
     out: list[Estimate] = []
     start = 0
-    for m in mapped:
-        stop = start + len(m.executed)
+    for index, (g, size) in enumerate(zip(graphs, sizes, strict=True)):
+        stop = start + size
         est = Estimate(
-            model=m.graph.name,
+            model=g.name,
             hardware=hw.name,
             target=hw.target.key,
             kind=kind,
             total_ms=float(cum_time[stop] - cum_time[start]) + hw.overhead.per_run_ms,
-            n_executed=len(m.executed),
+            n_executed=size,
             n_unsupported=int(cum_missing[stop] - cum_missing[start]),
-            removed=m.removed,
+            removed=removed[index],
             run_overhead_ms=hw.overhead.per_run_ms,
             node_overhead_ms=hw.overhead.per_node_ms,
             _table=table,
+            _graph=index,
             _start=start,
         )
         if strict and est.n_unsupported:
             bad = est.unsupported
             listed = ", ".join(f"{x.name} ({x.note})" for x in bad[:10])
             raise UnsupportedLayerError(
-                f"{m.graph.name}: {len(bad)} executed layer(s) have no layer model in {hw.name!r}: {listed}"
+                f"{g.name}: {len(bad)} executed layer(s) have no layer model in {hw.name!r}: {listed}"
                 + (" ..." if len(bad) > 10 else "")
             )
         out.append(est)
         start = stop
+    return out
+
+
+def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:
+    """The distinct row of each executed layer of ``plan``, building an executed layer only for a new row."""
+    out = []
+    for item in plan.items:
+        key = inserted_row_key(item[0], item_tensor(item)) if is_inserted(item) else row_key(*item)  # type: ignore
+        u = distinct.get(key)
+        out.append(distinct.add(key, build(item)) if u is None else u)
     return out
 
 

@@ -17,7 +17,7 @@ and ``Conv[grouped]`` (1 < group < channels). An inserted node's type is its op 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -229,74 +229,78 @@ def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[flo
     ]
 
 
-def _specs(tensors: tuple[TensorSpec, ...]) -> tuple[tuple[tuple[int, ...], str], ...]:
-    return tuple([(t.shape, t.dtype) for t in tensors])
+def _member_key(m: Layer) -> tuple[object, ...]:
+    return (
+        m.op,
+        tuple([(t.shape, t.dtype) for t in m.inputs]),
+        tuple([(t.shape, t.dtype) for t in m.outputs]),
+        tuple([(t.shape, t.dtype) for t in m.weights]),
+        tuple(m.attrs.items()),
+    )
+
+
+def row_key(members: tuple[Layer, ...], bypassed: tuple[str, ...] = ()) -> tuple[object, ...]:
+    """Everything the row of a plain or fused executed layer depends on: ops, tensor shapes and dtypes,
+    attributes, and a fusion's internal wiring (which inputs come from other members or ``bypassed`` tensors)."""
+    if len(members) == 1:
+        return (_member_key(members[0]),)
+    produced = {t.name for m in members for t in m.outputs} | set(bypassed)
+    wiring = tuple([tuple([t.name in produced for t in m.inputs]) for m in members])
+    return (tuple([_member_key(m) for m in members]), wiring)
+
+
+def inserted_row_key(op_type: str, tensor: TensorSpec) -> tuple[object, ...]:
+    """Everything the row of a node made by :func:`annette.mapping.mapped.inserted_layer` depends on."""
+    return (op_type, tensor.shape, tensor.dtype)
 
 
 def _key(ex: ExecutedLayer) -> tuple[object, ...]:
-    """Everything a row depends on: ops, tensor shapes and dtypes, attributes, and a fusion's internal wiring."""
-    members = tuple(
-        [(m.op, _specs(m.inputs), _specs(m.outputs), _specs(m.weights), tuple(m.attrs.items())) for m in ex.members]
-    )
-    if len(ex.members) == 1:
-        return (ex.inserted, members)
-    produced = {t.name for m in ex.members for t in m.outputs} | set(ex.bypassed)
-    wiring = tuple([tuple([t.name in produced for t in m.inputs]) for m in ex.members])
-    return (ex.inserted, members, wiring)
+    if ex.inserted:  # any inserted layer, however it was made
+        return (True, tuple([_member_key(m) for m in ex.members]))
+    return row_key(ex.members, ex.bypassed)
 
 
-@dataclass(frozen=True, eq=False)
-class DistinctFeatures:
-    """Features of many executed layers, each distinct row once: layer ``i`` has row ``inverse[i]`` of ``rows``
-    (whose ``errors`` are keyed by distinct row), and ``first[u]`` is the first layer with row ``u``."""
+class DistinctRows:
+    """Feature rows computed once per distinct key (repeated cells, the same block in many networks).
 
-    rows: Features
-    inverse: np.ndarray
-    first: np.ndarray
-
-    def expand(self) -> Features:
-        """One row per layer, as :func:`extract` returns them."""
-        errors = {}
-        if self.rows.errors:
-            for i in np.flatnonzero(np.isin(self.inverse, list(self.rows.errors))):
-                errors[int(i)] = self.rows.errors[int(self.inverse[i])]
-        return Features(self.rows.names, self.rows.values[self.inverse], errors)
-
-
-def extract_distinct(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None = None) -> DistinctFeatures:
-    """Features of many executed layers, computed once per distinct row (see :func:`extract`).
-
-    Layers with identical shapes, attributes and wiring (repeated cells, the same block in many networks) share
-    a row; rows that cannot be computed are NaN and their reason is in ``rows.errors``.
+    A key (:func:`row_key`, :func:`inserted_row_key`) holds everything a row depends on; :meth:`get` finds the row
+    of a key seen before, :meth:`add` computes a new one from its executed layer. Rows that cannot be computed
+    are NaN, with their reason in :attr:`errors`.
     """
-    rows: list[list[float]] = []
-    errors: dict[int, str] = {}
-    first: list[int] = []
-    inverse: list[int] = []
-    memo: dict[tuple[object, ...], int] = {}
-    for i, ex in enumerate(layers):
+
+    def __init__(self, element_bits: ElementBits | None = None) -> None:
+        self.element_bits = element_bits
+        self.rows: list[list[float]] = []
+        self.layers: list[ExecutedLayer] = []  # the first executed layer of each row
+        self.errors: dict[int, str] = {}
+        self._memo: dict[Hashable, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, key: Hashable) -> int | None:
         try:
-            key: tuple[object, ...] | None = _key(ex)
-            u = memo.get(key)  # type: ignore[arg-type]
-        except TypeError:  # an unhashable attribute value: no memo for this layer
-            key, u = None, None
-        if u is None:
-            u = len(rows)
-            try:
-                rows.append(_row(ex, element_bits))
-            except AnnetteError as exc:
-                errors[u] = str(exc)
-                rows.append([math.nan] * len(ALL_FEATURE_NAMES))
-            first.append(i)
-            if key is not None:
-                memo[key] = u
-        inverse.append(u)
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(ALL_FEATURE_NAMES))
-    return DistinctFeatures(
-        Features(ALL_FEATURE_NAMES, values, errors),
-        np.array(inverse, dtype=np.intp),
-        np.array(first, dtype=np.intp),
-    )
+            return self._memo.get(key)
+        except TypeError:  # an unhashable attribute value: never memoised
+            return None
+
+    def add(self, key: Hashable, layer: ExecutedLayer) -> int:
+        u = len(self.rows)
+        try:
+            self.rows.append(_row(layer, self.element_bits))
+        except AnnetteError as exc:
+            self.errors[u] = str(exc)
+            self.rows.append([math.nan] * len(ALL_FEATURE_NAMES))
+        self.layers.append(layer)
+        try:
+            self._memo[key] = u
+        except TypeError:
+            pass
+        return u
+
+    def features(self) -> Features:
+        values = np.array(self.rows, dtype=np.float64).reshape(len(self.rows), len(ALL_FEATURE_NAMES))
+        return Features(ALL_FEATURE_NAMES, values, dict(self.errors))
 
 
 def extract(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None = None) -> Features:
@@ -307,4 +311,13 @@ def extract(layers: Sequence[ExecutedLayer], *, element_bits: ElementBits | None
     Layers with identical shapes, attributes and wiring (repeated cells, the same block in many networks) are
     computed once per call.
     """
-    return extract_distinct(layers, element_bits=element_bits).expand()
+    distinct = DistinctRows(element_bits)
+    inverse = []
+    for ex in layers:
+        key = _key(ex)
+        u = distinct.get(key)
+        inverse.append(distinct.add(key, ex) if u is None else u)
+    rows = distinct.features()
+    idx = np.array(inverse, dtype=np.intp)
+    errors = {i: rows.errors[u] for i, u in enumerate(inverse) if u in rows.errors} if rows.errors else {}
+    return Features(rows.names, rows.values[idx].reshape(len(idx), len(rows.names)), errors)

@@ -1,16 +1,20 @@
 """Apply a rule set to a graph: which layers the target removes, fuses and inserts.
 
-:class:`Mapper` holds a rule set's indexes (fusions by first and second op, insertion rules by anchor op) and
-a memo of which insertion rules' shape conditions hold for an anchor's shapes, so mapping many graphs
-(:func:`apply_many`) pays for them once.
+:class:`Mapper` holds a rule set's indexes (fusions by first and second op, insertion rules by anchor op and
+by the op types a graph holds) and a memo of which insertion rules' shape conditions hold for an anchor's
+shapes, so mapping many graphs (:func:`apply_many`) pays for them once. :meth:`Mapper.plan` maps a graph
+without building its :class:`ExecutedLayer` objects (a NAS loop estimating thousands of graphs needs only
+a few of them); :meth:`Plan.mapped` builds them all, :meth:`Plan.executed` one at a time.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
 
-from annette.graph.ir import Graph, Layer
+from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.mapping.mapped import (
     GRAPH_INPUT,
     GRAPH_OUTPUT,
@@ -18,9 +22,54 @@ from annette.mapping.mapped import (
     Flow,
     MappedGraph,
     inserted_layer,
-    neighbour_keys,
+    inserted_tensor,
+    neighbour_ops,
 )
 from annette.mapping.rules import FusionRule, InsertionRule, MappingRules, RemovalRule
+
+# An executed layer before it is built: a kept one is (members, bypassed); an inserted one is
+# (op type, position, index among the nodes its rule inserts, the kept anchor).
+Kept = tuple[tuple[Layer, ...], tuple[str, ...]]
+Inserted = tuple[str, str, int, Kept]
+Item = Kept | Inserted
+
+
+def is_inserted(item: Item) -> bool:
+    return isinstance(item[0], str)
+
+
+def item_tensor(item: Inserted) -> TensorSpec:
+    """The tensor an inserted item converts."""
+    return inserted_tensor(item[3][0], item[1])
+
+
+def build(item: Item, anchor: ExecutedLayer | None = None) -> ExecutedLayer:
+    """The executed layer an item stands for (``anchor``: an inserted item's anchor, where already built)."""
+    if is_inserted(item):
+        op_type, position, i, kept = cast(Inserted, item)
+        ex = anchor or build(kept)
+        return inserted_layer(op_type, ex, position, f"{op_type}:{position}:{ex.name}:{i}")
+    members, bypassed = cast(Kept, item)
+    return ExecutedLayer(members[0].name, members, bypassed=bypassed)
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A graph mapped by :meth:`Mapper.plan`: its executed layers as items, in execution order."""
+
+    graph: Graph
+    items: list[Item]
+    removed: tuple[str, ...]
+    rule_hits: dict[str, int]
+
+    def mapped(self) -> MappedGraph:
+        built: dict[int, ExecutedLayer] = {}  # kept items by id: an anchor is built once
+
+        def kept(item: Item) -> ExecutedLayer:
+            return built.get(id(item)) or built.setdefault(id(item), build(item))
+
+        executed = tuple(build(item, kept(item[3])) if is_inserted(item) else kept(item) for item in self.items)
+        return MappedGraph(graph=self.graph, executed=executed, removed=self.removed, rule_hits=self.rule_hits)
 
 
 def removal_applies(rule: RemovalRule, layer: Layer, graph: Graph) -> bool:
@@ -33,7 +82,7 @@ def removal_applies(rule: RemovalRule, layer: Layer, graph: Graph) -> bool:
 
 
 class Mapper:
-    """Applies ``rules`` to graphs (:meth:`map`); build one per rule set and reuse it for many graphs."""
+    """Applies ``rules`` to graphs (:meth:`map`, :meth:`plan`); build one per rule set, reuse it for many graphs."""
 
     def __init__(self, rules: MappingRules) -> None:
         self.rules = rules
@@ -44,13 +93,18 @@ class Mapper:
             for f in fusions:
                 by_second[f.pattern[1]].append(f)
             self._fusions[first] = dict(by_second)
+        self._fusion_ids = {f: f.id for f in rules.fusions}
         # graph op types -> anchor op -> the insertion rules that can fire in a graph with those ops
         self._insertions: dict[frozenset[str], dict[str, list[InsertionRule]]] = {}
         # (op, first input shape, first output shape, group) -> the insertion rules whose shape conditions hold
         self._holding: dict[tuple[object, ...], tuple[InsertionRule, ...]] = {}
 
     def map(self, graph: Graph) -> MappedGraph:
-        """The executed layers of ``graph``, in execution order.
+        """The executed layers of ``graph``, in execution order (see :meth:`plan`)."""
+        return self.plan(graph).mapped()
+
+    def plan(self, graph: Graph) -> Plan:
+        """Map ``graph`` without building its executed layers.
 
         Removal rules drop layers (they pass their input through); fusion rules, longest pattern first, merge
         linear chains into one executed layer; insertion rules add nodes around executed layers.
@@ -69,23 +123,22 @@ class Mapper:
 
         fusions = self._fusions
         taken: set[str] = set(removed)
-        executed: list[ExecutedLayer] = []
+        kept: list[Kept] = []
         for layer in graph.layers:
             if layer.name in taken:
                 continue
             by_second = fusions.get(layer.op)
             fused = self._fuse(flow, layer, by_second, taken) if by_second else None
             if fused is None:
-                executed.append(ExecutedLayer(layer.name, (layer,)))
+                kept.append(((layer,), ()))
             else:
                 rule, chain = fused
-                executed.append(ExecutedLayer(layer.name, chain, bypassed=flow.bypassed(chain)))
-                hits[rule.id] += 1
-                taken.update(m.name for m in chain)
+                kept.append((chain, flow.bypassed(chain)))
+                hits[self._fusion_ids[rule]] += 1
+                taken.update([m.name for m in chain])
 
-        if self.rules.insertions:
-            executed = self._insert(flow, executed, hits)
-        return MappedGraph(graph=graph, executed=tuple(executed), removed=tuple(removed), rule_hits=dict(hits))
+        items: list[Item] = self._insert(flow, kept, hits) if self.rules.insertions else list(kept)
+        return Plan(graph, items, tuple(removed), dict(hits))
 
     @staticmethod
     def _fuse(
@@ -96,22 +149,24 @@ class Mapper:
         Walks the linear chain ``layer → ...`` once (each member but the last feeding exactly one kept layer
         and no graph output, as :meth:`Flow.chain`) and matches every candidate pattern against it.
         """
-        walk = [layer]
+        candidates = by_second.get(flow.next_op(layer) or "")
+        if not candidates:
+            return None
         by_name = flow.graph.by_name
-        end = False  # the chain cannot grow past walk[-1]
-        for f in by_second.get(flow.next_op(layer) or "", ()):
+        walk = [layer, by_name[flow.consumers(layer)[0][0]]]
+        longest = len(candidates[0].pattern)  # candidates are longest first
+        while len(walk) < longest:
+            consumers, leaves = flow.consumers(walk[-1])
+            if leaves or len(consumers) != 1:
+                break
+            walk.append(by_name[consumers[0]])
+        ops = tuple([m.op for m in walk])
+        for f in candidates:
             n = len(f.pattern)
-            while len(walk) < n and not end:
-                consumers, leaves = flow.consumers(walk[-1])
-                if leaves or len(consumers) != 1:
-                    end = True
-                else:
-                    walk.append(by_name[consumers[0]])
-            if len(walk) < n or any(walk[i].op != f.pattern[i] for i in range(2, n)):
-                continue
-            chain = tuple(walk[:n])
-            if f.allows(chain) and not any(m.name in taken for m in chain):
-                return f, chain
+            if ops[:n] == f.pattern:
+                chain = tuple(walk[:n])
+                if f.allows(chain) and taken.isdisjoint([m.name for m in chain]):
+                    return f, chain
         return None
 
     def _rules_for(self, graph: Graph) -> dict[str, list[InsertionRule]]:
@@ -145,40 +200,37 @@ class Mapper:
             hit = self._holding[key] = tuple(r for r in rules if r.holds(layer))
         return hit
 
-    def _insert(self, flow: Flow, executed: list[ExecutedLayer], hits: Counter[str]) -> list[ExecutedLayer]:
+    def _insert(self, flow: Flow, kept: list[Kept], hits: Counter[str]) -> list[Item]:
         by_anchor = self._rules_for(flow.graph)
         if not by_anchor:
-            return executed
-        executed_of: dict[str, ExecutedLayer] | None = None
-        out: list[ExecutedLayer] = []
-        for ex in executed:
-            primary = ex.members[0]
+            return list(kept)
+        primary_op: Callable[[str], str | None] | None = None
+        out: list[Item] = []
+        for item in kept:
+            primary = item[0][0]
             rules = by_anchor.get(primary.op)
             holding = self._holding_rules(primary, rules) if rules else ()
             if not holding:
-                out.append(ex)
+                out.append(item)
                 continue
-            if executed_of is None:
-                executed_of = {m.name: e for e in executed for m in e.members}
-            before: list[ExecutedLayer] = []
-            after: list[ExecutedLayer] = []
+            if primary_op is None:
+                primary_op = {m.name: members[0].op for members, _ in kept for m in members}.get
+            before: list[Item] = []
+            after: list[Item] = []
             keys: dict[str, list[str]] = {}
             for r in holding:
                 if r.position not in keys:
-                    keys[r.position] = neighbour_keys(flow, executed_of, ex, r.position)
+                    keys[r.position] = neighbour_ops(flow, primary_op, item[0], r.position)
                 if any(k in r.neighbours for k in keys[r.position]):
                     hits[r.id] += 1
                     side = before if r.position == "before" else after
-                    side.extend(
-                        inserted_layer(r.op_type, ex, r.position, f"{r.op_type}:{r.position}:{ex.name}:{i}")
-                        for i in range(r.count)
-                    )
-            out.extend((*before, ex, *after))
+                    side.extend([(r.op_type, r.position, i, item) for i in range(r.count)])
+            out.extend((*before, item, *after))
         return out
 
 
 def apply(graph: Graph, rules: MappingRules) -> MappedGraph:
-    """The executed layers of ``graph`` under ``rules``, in execution order (see :meth:`Mapper.map`)."""
+    """The executed layers of ``graph`` under ``rules``, in execution order (see :meth:`Mapper.plan`)."""
     return Mapper(rules).map(graph)
 
 

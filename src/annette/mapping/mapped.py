@@ -6,7 +6,7 @@ shared by rule learning and rule application so that both see the same neighbour
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,9 +173,14 @@ class Flow:
         return tuple(members)
 
 
+def inserted_tensor(anchor_members: Sequence[Layer], position: str) -> TensorSpec:
+    """The tensor a node inserted before (the anchor's first input) or after (its last member's output) converts."""
+    return anchor_members[0].inputs[0] if position == "before" else anchor_members[-1].outputs[0]
+
+
 def inserted_layer(op_type: str, anchor: ExecutedLayer, position: str, name: str) -> ExecutedLayer:
     """A node of ``op_type`` inserted before (converting the anchor's input) or after (its output) ``anchor``."""
-    tensor = anchor.primary.inputs[0] if position == "before" else anchor.members[-1].outputs[0]
+    tensor = inserted_tensor(anchor.members, position)
     synthetic = Layer(
         name=name,
         op=op_type,
@@ -189,16 +194,29 @@ def neighbour_keys(flow: Flow, executed_of: Mapping[str, ExecutedLayer], ex: Exe
     """Primary op types of the executed layers next to ``ex`` on one side (``<input>``/``<output>`` at the
     graph's boundary): the producer of its first input (before) or the consumers of its output (after)."""
 
-    def key(layer_name: str) -> str:
+    def primary_op(layer_name: str) -> str | None:
         neighbour = executed_of.get(layer_name)
-        return neighbour.primary.op if neighbour is not None else flow.graph.by_name[layer_name].op
+        return None if neighbour is None else neighbour.primary.op
+
+    return neighbour_ops(flow, primary_op, ex.members, position)
+
+
+def neighbour_ops(
+    flow: Flow, primary_op: Callable[[str], str | None], members: Sequence[Layer], position: str
+) -> list[str]:
+    """:func:`neighbour_keys` of the executed layer made of ``members``, where ``primary_op`` gives the primary op
+    of the executed layer holding a graph layer (None: the layer's own op)."""
+
+    def key(layer_name: str) -> str:
+        op = primary_op(layer_name)
+        return op if op is not None else flow.graph.by_name[layer_name].op
 
     if position == "before":
-        if not ex.primary.inputs:
+        if not members[0].inputs:
             return [GRAPH_INPUT]
-        src = flow.source(ex.primary.inputs[0].name)
+        src = flow.source(members[0].inputs[0].name)
         return [GRAPH_INPUT if src is None else key(src)]
-    consumers, leaves = flow.consumers(ex.members[-1])
+    consumers, leaves = flow.consumers(members[-1])
     keys = [key(c) for c in consumers]
     if leaves or not consumers:
         keys.append(GRAPH_OUTPUT)
