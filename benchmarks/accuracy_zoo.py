@@ -12,6 +12,7 @@ with the date and machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 from annette.evaluate.report import markdown_table, settings_line, write_report
@@ -36,6 +37,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--hw", required=True, help="hardware model: shipped name or JSON file")
+    parser.add_argument("--backend", default=SETTINGS.backend, help="backend that measures: onnxruntime or openvino")
     parser.add_argument("--out", default="runs/accuracy_zoo", help="report directory")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -43,7 +45,7 @@ def main() -> None:
         [f"torchvision:{name}" for name in ZOO],
         args.hw,
         args.out,
-        SETTINGS,
+        dataclasses.replace(SETTINGS, backend=args.backend),
         title=f"torchvision zoo accuracy ({len(ZOO)} models)",
         progress=show,
     )

@@ -1,6 +1,6 @@
 """Regenerate the README's fidelity figures: 100 NAS-Bench-201 architectures (seed 0), measured and estimated.
 
-Fixed settings: ``annette.evaluate.study.nb201_specs(100, seed=0)``, backend onnxruntime, 1 thread,
+Fixed settings: ``annette.evaluate.study.nb201_specs(100, seed=0)``, backend onnxruntime (or --backend openvino), 1 thread,
 batch 1, 3 interleaved rounds, round order seed 0. Writes the report (report.html, summary.md,
 results.json, PNGs incl. ranking.png) to ``--out`` (reruns resume from its measurements.jsonl) and prints
 the markdown table with the date and machine.
@@ -11,6 +11,7 @@ the markdown table with the date and machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 from annette.evaluate.report import markdown_table, settings_line, write_report
@@ -31,6 +32,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--hw", required=True, help="hardware model: shipped name or JSON file")
+    parser.add_argument("--backend", default=SETTINGS.backend, help="backend that measures: onnxruntime or openvino")
     parser.add_argument("--out", default="runs/fidelity_nb201", help="report directory")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -38,7 +40,7 @@ def main() -> None:
         nb201_specs(NUM_ARCHS, seed=SAMPLE_SEED),
         args.hw,
         args.out,
-        SETTINGS,
+        dataclasses.replace(SETTINGS, backend=args.backend),
         title=f"NAS-Bench-201 fidelity ({NUM_ARCHS} archs, seed {SAMPLE_SEED})",
         progress=show,
     )
