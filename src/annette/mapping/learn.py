@@ -252,8 +252,13 @@ def _fusion_instances(
     runs: Sequence[ProfiledRun], pattern: tuple[str, ...]
 ) -> tuple[list[tuple[tuple[Layer, ...], bool]], int]:
     """Occurrences of ``pattern`` as a chain, each labelled fused (one node covers exactly the chain) or not.
-    Occurrences inside a larger fused node are left out (a longer rule explains them)."""
-    out: list[tuple[tuple[Layer, ...], bool]] = []
+
+    Occurrences inside a larger fused node are left out (a longer rule explains them), and so are occurrences
+    whose later members another node fused with other layers (of two convolutions feeding one Add, only one
+    can take it). Inner occurrences (no later member reads a graph input) come first in the returned list:
+    see :func:`_inner_first`."""
+    inner: list[tuple[tuple[Layer, ...], bool]] = []
+    boundary: list[tuple[tuple[Layer, ...], bool]] = []
     n_records = 0
     for run in runs:
         flow = Flow(run.graph, run.removed)
@@ -267,11 +272,31 @@ def _fusion_instances(
             names = {c.name for c in chain}
             if node is not None and names < {x.name for x in run.members[node]}:
                 continue
+            others = {node_of.get(c.name) for c in chain[1:]} - {node, None}
+            if any(len(run.members[j]) > 1 and {x.name for x in run.members[j]} - names for j in others if j is not None):
+                continue
             fused = node is not None and names == {x.name for x in run.members[node]}
-            out.append((chain, fused))
+            produced = {t.name for c in chain for t in c.outputs}
+            at_input = any(t.name not in produced and flow.source(t.name) is None for c in chain[1:] for t in c.inputs)
+            (boundary if at_input else inner).append((chain, fused))
             found = True
         n_records += found
-    return out, n_records
+    return _inner_first(inner, boundary), n_records
+
+
+MIN_INNER = 10  # inner occurrences that suffice to decide a fusion rule without the boundary ones
+
+
+def _inner_first(
+    inner: list[tuple[tuple[Layer, ...], bool]], boundary: list[tuple[tuple[Layer, ...], bool]]
+) -> list[tuple[tuple[Layer, ...], bool]]:
+    """The occurrences that decide a rule: the inner ones where there are at least :data:`MIN_INNER`, else all.
+
+    A chain whose later member reads a graph input directly (a residual Add of a benchmark block whose skip is
+    the benchmark's input) shows how the target treats a network's *input*; inside networks such tensors come
+    from other layers, and the target may map the chain differently (ORT fuses the Add into a blocked Conv
+    only when the skip tensor is blocked too, which a graph input never is)."""
+    return inner if len(inner) >= MIN_INNER else inner + boundary
 
 
 def _fusion_rule(

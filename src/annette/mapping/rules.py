@@ -109,6 +109,11 @@ class FusionRule:
     def id(self) -> str:
         return "fuse:" + "+".join(self.pattern)
 
+    @property
+    def conditional(self) -> bool:
+        """Whether :meth:`allows` can refuse a chain (else every chain of the pattern fuses)."""
+        return bool(self.conditions or self.shape_conditions or self.closed is not None)
+
     def allows(self, members: Sequence[Layer]) -> bool:
         return (
             all(c.holds(members) for c in self.conditions)
