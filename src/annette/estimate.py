@@ -30,7 +30,7 @@ from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
 from annette.hardware import KIND_FALLBACKS, HardwareModel, Resolved
 from annette.layers.features import DistinctRows, Features, executed_type, inserted_row_key, row_key
-from annette.mapping.apply import Mapper, Plan, build, is_inserted, item_tensor
+from annette.mapping.apply import Mapper, Plan, build, item_tensor
 from annette.mapping.mapped import ExecutedLayer
 
 if TYPE_CHECKING:
@@ -303,7 +303,10 @@ def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:
     """The distinct row of each executed layer of ``plan``, building an executed layer only for a new row."""
     out = []
     for item in plan.items:
-        key = inserted_row_key(item[0], item_tensor(item)) if is_inserted(item) else row_key(*item)  # type: ignore
+        if isinstance(item[0], str):  # inserted
+            key = inserted_row_key(item[0], item_tensor(item))  # type: ignore[arg-type]
+        else:
+            key = row_key(*item)  # type: ignore[arg-type]
         u = distinct.get(key)
         out.append(distinct.add(key, build(item)) if u is None else u)
     return out

@@ -229,13 +229,26 @@ def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[flo
     ]
 
 
+# Row keys (what :class:`DistinctRows` memoises on) come in forms that never compare equal: a plain layer's is its
+# member key (an op string, then an int: fast form of 6+ items; or then a tuple: nested form of 5 items), a
+# fusion's a pair (member keys, wiring), an inserted node's a triple (op type, shape, dtype), and :func:`_key` of
+# any other inserted layer a pair (True, member keys).
 def _member_key(m: Layer) -> tuple[object, ...]:
+    """Op, tensor shapes and dtypes, attributes: flat for the common one-input one-output layer with at most one
+    weight (a fast key), nested otherwise (the forms differ in their second item: an int or a tuple)."""
+    i, o, w, a = m.inputs, m.outputs, m.weights, m.attrs
+    if len(i) == 1 and len(o) == 1 and len(w) < 2:
+        x, y = i[0], o[0]
+        if not w:
+            return (m.op, 0, x.shape, x.dtype, y.shape, y.dtype, *a.keys(), *a.values())
+        v = w[0]
+        return (m.op, 1, x.shape, x.dtype, y.shape, y.dtype, v.shape, v.dtype, *a.keys(), *a.values())
     return (
         m.op,
-        tuple([(t.shape, t.dtype) for t in m.inputs]),
-        tuple([(t.shape, t.dtype) for t in m.outputs]),
-        tuple([(t.shape, t.dtype) for t in m.weights]),
-        tuple(m.attrs.items()),
+        tuple([(t.shape, t.dtype) for t in i]),
+        tuple([(t.shape, t.dtype) for t in o]),
+        tuple([(t.shape, t.dtype) for t in w]),
+        tuple(a.items()),
     )
 
 
@@ -243,7 +256,7 @@ def row_key(members: tuple[Layer, ...], bypassed: tuple[str, ...] = ()) -> tuple
     """Everything the row of a plain or fused executed layer depends on: ops, tensor shapes and dtypes,
     attributes, and a fusion's internal wiring (which inputs come from other members or ``bypassed`` tensors)."""
     if len(members) == 1:
-        return (_member_key(members[0]),)
+        return _member_key(members[0])
     produced = {t.name for m in members for t in m.outputs} | set(bypassed)
     wiring = tuple([tuple([t.name in produced for t in m.inputs]) for m in members])
     return (tuple([_member_key(m) for m in members]), wiring)

@@ -10,7 +10,7 @@ a few of them); :meth:`Plan.mapped` builds them all, :meth:`Plan.executed` one a
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -86,18 +86,19 @@ class Mapper:
 
     def __init__(self, rules: MappingRules) -> None:
         self.rules = rules
-        # first op -> second op -> fusions, in the rule set's order (longest pattern first, then best supported)
-        self._fusions: dict[str, dict[str, list[FusionRule]]] = {}
+        # first op -> second op -> (pattern, rule, conditional), in the rule set's order (longest pattern first,
+        # then best supported)
+        self._fusions: dict[str, dict[str, list[tuple[tuple[str, ...], FusionRule, bool]]]] = {}
         for first, fusions in rules.fusions_by_first_op.items():
-            by_second: dict[str, list[FusionRule]] = defaultdict(list)
+            by_second: dict[str, list[tuple[tuple[str, ...], FusionRule, bool]]] = defaultdict(list)
             for f in fusions:
-                by_second[f.pattern[1]].append(f)
+                by_second[f.pattern[1]].append((f.pattern, f, f.conditional))
             self._fusions[first] = dict(by_second)
-        self._fusion_ids = {f: f.id for f in rules.fusions}
-        # graph op types -> anchor op -> the insertion rules that can fire in a graph with those ops
-        self._insertions: dict[frozenset[str], dict[str, list[InsertionRule]]] = {}
+        # graph op types -> anchor op -> (rule, its neighbours) for the insertion rules that can fire in a graph
+        # with those ops
+        self._insertions: dict[frozenset[str], dict[str, list[tuple[InsertionRule, frozenset[str]]]]] = {}
         # (op, first input shape, first output shape, group) -> the insertion rules whose shape conditions hold
-        self._holding: dict[tuple[object, ...], tuple[InsertionRule, ...]] = {}
+        self._holding: dict[tuple[object, ...], tuple[tuple[InsertionRule, frozenset[str]], ...]] = {}
 
     def map(self, graph: Graph) -> MappedGraph:
         """The executed layers of ``graph``, in execution order (see :meth:`plan`)."""
@@ -124,6 +125,7 @@ class Mapper:
         fusions = self._fusions
         taken: set[str] = set(removed)
         kept: list[Kept] = []
+        primary_op: dict[str, str] = {}  # fused members after the first -> the op of the first
         for layer in graph.layers:
             if layer.name in taken:
                 continue
@@ -134,57 +136,68 @@ class Mapper:
             else:
                 rule, chain = fused
                 kept.append((chain, flow.bypassed(chain)))
-                hits[self._fusion_ids[rule]] += 1
+                hits[rule.id] += 1
                 taken.update([m.name for m in chain])
+                primary_op.update([(m.name, layer.op) for m in chain[1:]])
 
-        items: list[Item] = self._insert(flow, kept, hits) if self.rules.insertions else list(kept)
+        items: list[Item] = self._insert(flow, kept, primary_op, hits) if self.rules.insertions else list(kept)
         return Plan(graph, items, tuple(removed), dict(hits))
 
     @staticmethod
     def _fuse(
-        flow: Flow, layer: Layer, by_second: dict[str, list[FusionRule]], taken: set[str]
+        flow: Flow,
+        layer: Layer,
+        by_second: dict[str, list[tuple[tuple[str, ...], FusionRule, bool]]],
+        taken: set[str],
     ) -> tuple[FusionRule, tuple[Layer, ...]] | None:
         """The first fusion (in rule order) whose chain starts at ``layer``, and that chain.
 
         Walks the linear chain ``layer → ...`` once (each member but the last feeding exactly one kept layer
         and no graph output, as :meth:`Flow.chain`) and matches every candidate pattern against it.
         """
-        candidates = by_second.get(flow.next_op(layer) or "")
-        if not candidates:
+        consumers, leaves = flow.consumers(layer)
+        if leaves or len(consumers) != 1:
             return None
         by_name = flow.graph.by_name
-        walk = [layer, by_name[flow.consumers(layer)[0][0]]]
-        longest = len(candidates[0].pattern)  # candidates are longest first
+        second = by_name[consumers[0]]
+        candidates = by_second.get(second.op)
+        if not candidates:
+            return None
+        walk = [layer, second]
+        longest = len(candidates[0][0])  # candidates are longest first
         while len(walk) < longest:
             consumers, leaves = flow.consumers(walk[-1])
             if leaves or len(consumers) != 1:
                 break
             walk.append(by_name[consumers[0]])
         ops = tuple([m.op for m in walk])
-        for f in candidates:
-            n = len(f.pattern)
-            if ops[:n] == f.pattern:
+        for pattern, f, conditional in candidates:
+            n = len(pattern)
+            if ops[:n] == pattern:
                 chain = tuple(walk[:n])
-                if f.allows(chain) and taken.isdisjoint([m.name for m in chain]):
+                if (not conditional or f.allows(chain)) and taken.isdisjoint([m.name for m in chain]):
                     return f, chain
         return None
 
-    def _rules_for(self, graph: Graph) -> dict[str, list[InsertionRule]]:
-        """Insertion rules by anchor op, without those that cannot fire in ``graph``: a neighbour key is a graph
-        layer's op type or the graph's boundary, so a rule none of whose neighbours is either never fires."""
+    def _rules_for(self, graph: Graph) -> dict[str, list[tuple[InsertionRule, frozenset[str]]]]:
+        """Insertion rules (with their neighbours) by anchor op, without those that cannot fire in ``graph``: a
+        neighbour key is a graph layer's op type or the graph's boundary, so a rule none of whose neighbours is
+        either never fires."""
         ops = frozenset([layer.op for layer in graph.layers])
         out = self._insertions.get(ops)
         if out is None:
             present = ops | {GRAPH_INPUT, GRAPH_OUTPUT}
             out = {}
             for anchor, rules in self.rules.insertions_by_anchor.items():
-                kept = [r for r in rules if anchor in ops and not present.isdisjoint(r.neighbours)]
+                kept = [(r, frozenset(r.neighbours)) for r in rules if anchor in ops and not present.isdisjoint(r.neighbours)]
                 if kept:
                     out[anchor] = kept
             self._insertions[ops] = out
         return out
 
-    def _holding_rules(self, layer: Layer, rules: list[InsertionRule]) -> tuple[InsertionRule, ...]:
+    def _holding_rules(
+        self, layer: Layer, rules: list[tuple[InsertionRule, frozenset[str]]]
+    ) -> tuple[tuple[InsertionRule, frozenset[str]], ...]:
         """The rules among ``rules`` (all anchored on ``layer.op``) whose shape conditions hold for ``layer``."""
         try:
             key = (
@@ -195,16 +208,17 @@ class Mapper:
             )
             hit = self._holding.get(key)
         except TypeError:  # an unhashable group attribute: no memo
-            return tuple(r for r in rules if r.holds(layer))
+            return tuple(r for r in rules if r[0].holds(layer))
         if hit is None:
-            hit = self._holding[key] = tuple(r for r in rules if r.holds(layer))
+            hit = self._holding[key] = tuple(r for r in rules if r[0].holds(layer))
         return hit
 
-    def _insert(self, flow: Flow, kept: list[Kept], hits: Counter[str]) -> list[Item]:
+    def _insert(self, flow: Flow, kept: list[Kept], primary_op: dict[str, str], hits: Counter[str]) -> list[Item]:
+        """``kept`` with the inserted items; ``primary_op`` maps the fused members after the first to their
+        executed layer's primary op (a neighbour's key)."""
         by_anchor = self._rules_for(flow.graph)
         if not by_anchor:
             return list(kept)
-        primary_op: Callable[[str], str | None] | None = None
         out: list[Item] = []
         for item in kept:
             primary = item[0][0]
@@ -213,18 +227,17 @@ class Mapper:
             if not holding:
                 out.append(item)
                 continue
-            if primary_op is None:
-                primary_op = {m.name: members[0].op for members, _ in kept for m in members}.get
             before: list[Item] = []
             after: list[Item] = []
             keys: dict[str, list[str]] = {}
-            for r in holding:
-                if r.position not in keys:
-                    keys[r.position] = neighbour_ops(flow, primary_op, item[0], r.position)
-                if any(k in r.neighbours for k in keys[r.position]):
+            for r, neighbours in holding:
+                position = r.position
+                if position not in keys:
+                    keys[position] = neighbour_ops(flow, primary_op.get, item[0], position)
+                if not neighbours.isdisjoint(keys[position]):
                     hits[r.id] += 1
-                    side = before if r.position == "before" else after
-                    side.extend([(r.op_type, r.position, i, item) for i in range(r.count)])
+                    side = before if position == "before" else after
+                    side.extend([(r.op_type, position, i, item) for i in range(r.count)])
             out.extend((*before, item, *after))
         return out
 

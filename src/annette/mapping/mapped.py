@@ -131,6 +131,8 @@ class Flow:
     def bypassed(self, members: tuple[Layer, ...]) -> tuple[str, ...]:
         """Input tensors of ``members`` (and the removed layers' tensors behind them) that reach another member
         only through removed layers, e.g. the BatchNormalization output read by the Relu of Conv(+BN removed)+Relu."""
+        if not self.removed:
+            return ()
         names = {m.name for m in members}
         producer, by_name = self.graph.producer, self.graph.by_name
         out: list[str] = []
