@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from annette.bench.records import BenchRecord
-from annette.bench.runner import DEFAULT_PROTOCOL, TimingProtocol, measure
+from annette.bench.runner import NETWORK_PROTOCOL, TimingProtocol, measure
 from annette.bench.worker import PROFILE_RUNS, record_metadata
 
 
@@ -24,7 +24,7 @@ def measure_model(
     threads: int = 1,
     batch: int = 1,
     profile: bool = False,
-    protocol: TimingProtocol = DEFAULT_PROTOCOL,
+    protocol: TimingProtocol = NETWORK_PROTOCOL,
     profile_runs: int = PROFILE_RUNS,
     **backend_options: Any,
 ) -> BenchRecord:

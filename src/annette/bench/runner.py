@@ -62,6 +62,12 @@ class TimingProtocol:
 
 DEFAULT_PROTOCOL = TimingProtocol()
 
+# Whole networks (ground truth) sample for at least a second whatever the dispersion: a 10-sample stop is
+# enough for a 1 ms micro-kernel, whose minimum finds a quiet moment easily, but on a shared machine a
+# 25-400 ms network needs more tries for its minimum to find one (seen here at load 3-4 on 2 vCPUs:
+# ResNet-18's 10-sample minimum ranged 24.8-73 ms between rounds).
+NETWORK_PROTOCOL = TimingProtocol(min_samples=15, stable_iqr=0.0, min_time_s=1.0, max_time_s=6.0)
+
 
 def percentile(samples: Sequence[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default), q in [0, 100]."""
