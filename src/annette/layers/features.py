@@ -230,26 +230,18 @@ def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[flo
 
 
 # Row keys (what :class:`DistinctRows` memoises on) come in forms that never compare equal: a plain layer's is its
-# member key (an op string, then an int: fast form of 6+ items; or then a tuple: nested form of 5 items), a
-# fusion's a pair (member keys, wiring), an inserted node's a triple (op type, shape, dtype), and :func:`_key` of
-# any other inserted layer a pair (True, member keys).
+# member key (an op string, then ints), a fusion's a pair (member keys, wiring), an inserted node's a triple (op
+# type, shape, dtype), and :func:`_key` of any other inserted layer a pair (True, member keys).
 def _member_key(m: Layer) -> tuple[object, ...]:
-    """Op, tensor shapes and dtypes, attributes: flat for the common one-input one-output layer with at most one
-    weight (a fast key), nested otherwise (the forms differ in their second item: an int or a tuple)."""
-    i, o, w, a = m.inputs, m.outputs, m.weights, m.attrs
-    if len(i) == 1 and len(o) == 1 and len(w) < 2:
-        x, y = i[0], o[0]
-        if not w:
-            return (m.op, 0, x.shape, x.dtype, y.shape, y.dtype, *a.keys(), *a.values())
-        v = w[0]
-        return (m.op, 1, x.shape, x.dtype, y.shape, y.dtype, v.shape, v.dtype, *a.keys(), *a.values())
-    return (
-        m.op,
-        tuple([(t.shape, t.dtype) for t in i]),
-        tuple([(t.shape, t.dtype) for t in o]),
-        tuple([(t.shape, t.dtype) for t in w]),
-        tuple(a.items()),
-    )
+    """Op, tensor counts, shapes and dtypes, attribute names and values, flat (built by appending: the fastest)."""
+    key: list[object] = [m.op, len(m.inputs), len(m.outputs), len(m.weights)]
+    for tensors in (m.inputs, m.outputs, m.weights):
+        for t in tensors:
+            key.append(t.shape)
+            key.append(t.dtype)
+    key.extend(m.attrs.keys())
+    key.extend(m.attrs.values())
+    return tuple(key)
 
 
 def row_key(members: tuple[Layer, ...], bypassed: tuple[str, ...] = ()) -> tuple[object, ...]:
