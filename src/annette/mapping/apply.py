@@ -32,6 +32,10 @@ from annette.mapping.rules import FusionRule, InsertionRule, MappingRules, Remov
 Kept = tuple[tuple[Layer, ...], tuple[str, ...]]
 Inserted = tuple[str, str, int, Kept]
 Item = Kept | Inserted
+# Rules as the mapper indexes them: a fusion's (pattern, rule, whether it has conditions, id); an insertion's
+# (rule, its neighbours, position, id).
+_Fusion = tuple[tuple[str, ...], FusionRule, bool, str]
+_Insertion = tuple[InsertionRule, frozenset[str], str, str]
 
 
 def is_inserted(item: Item) -> bool:
@@ -86,19 +90,17 @@ class Mapper:
 
     def __init__(self, rules: MappingRules) -> None:
         self.rules = rules
-        # first op -> second op -> (pattern, rule, conditional), in the rule set's order (longest pattern first,
-        # then best supported)
-        self._fusions: dict[str, dict[str, list[tuple[tuple[str, ...], FusionRule, bool]]]] = {}
+        # first op -> second op -> fusions, in the rule set's order (longest pattern first, then best supported)
+        self._fusions: dict[str, dict[str, list[_Fusion]]] = {}
         for first, fusions in rules.fusions_by_first_op.items():
-            by_second: dict[str, list[tuple[tuple[str, ...], FusionRule, bool]]] = defaultdict(list)
+            by_second: dict[str, list[_Fusion]] = defaultdict(list)
             for f in fusions:
-                by_second[f.pattern[1]].append((f.pattern, f, f.conditional))
+                by_second[f.pattern[1]].append((f.pattern, f, f.conditional, f.id))
             self._fusions[first] = dict(by_second)
-        # graph op types -> anchor op -> (rule, its neighbours) for the insertion rules that can fire in a graph
-        # with those ops
-        self._insertions: dict[frozenset[str], dict[str, list[tuple[InsertionRule, frozenset[str]]]]] = {}
+        # graph op types -> anchor op -> the insertion rules that can fire in a graph with those ops
+        self._insertions: dict[frozenset[str], dict[str, list[_Insertion]]] = {}
         # (op, first input shape, first output shape, group) -> the insertion rules whose shape conditions hold
-        self._holding: dict[tuple[object, ...], tuple[tuple[InsertionRule, frozenset[str]], ...]] = {}
+        self._holding: dict[tuple[object, ...], tuple[_Insertion, ...]] = {}
 
     def map(self, graph: Graph) -> MappedGraph:
         """The executed layers of ``graph``, in execution order (see :meth:`plan`)."""
@@ -134,9 +136,9 @@ class Mapper:
             if fused is None:
                 kept.append(((layer,), ()))
             else:
-                rule, chain = fused
+                rule_id, chain = fused
                 kept.append((chain, flow.bypassed(chain)))
-                hits[rule.id] += 1
+                hits[rule_id] += 1
                 taken.update([m.name for m in chain])
                 primary_op.update([(m.name, layer.op) for m in chain[1:]])
 
@@ -145,12 +147,9 @@ class Mapper:
 
     @staticmethod
     def _fuse(
-        flow: Flow,
-        layer: Layer,
-        by_second: dict[str, list[tuple[tuple[str, ...], FusionRule, bool]]],
-        taken: set[str],
-    ) -> tuple[FusionRule, tuple[Layer, ...]] | None:
-        """The first fusion (in rule order) whose chain starts at ``layer``, and that chain.
+        flow: Flow, layer: Layer, by_second: dict[str, list[_Fusion]], taken: set[str]
+    ) -> tuple[str, tuple[Layer, ...]] | None:
+        """The first fusion (in rule order) whose chain starts at ``layer``: its rule id and chain.
 
         Walks the linear chain ``layer → ...`` once (each member but the last feeding exactly one kept layer
         and no graph output, as :meth:`Flow.chain`) and matches every candidate pattern against it.
@@ -171,33 +170,34 @@ class Mapper:
                 break
             walk.append(by_name[consumers[0]])
         ops = tuple([m.op for m in walk])
-        for pattern, f, conditional in candidates:
+        for pattern, f, conditional, rule_id in candidates:
             n = len(pattern)
             if ops[:n] == pattern:
                 chain = tuple(walk[:n])
                 if (not conditional or f.allows(chain)) and taken.isdisjoint([m.name for m in chain]):
-                    return f, chain
+                    return rule_id, chain
         return None
 
-    def _rules_for(self, graph: Graph) -> dict[str, list[tuple[InsertionRule, frozenset[str]]]]:
-        """Insertion rules (with their neighbours) by anchor op, without those that cannot fire in ``graph``: a
-        neighbour key is a graph layer's op type or the graph's boundary, so a rule none of whose neighbours is
-        either never fires."""
+    def _rules_for(self, graph: Graph) -> dict[str, list[_Insertion]]:
+        """Insertion rules by anchor op, without those that cannot fire in ``graph``: a neighbour key is a graph
+        layer's op type or the graph's boundary, so a rule none of whose neighbours is either never fires."""
         ops = frozenset([layer.op for layer in graph.layers])
         out = self._insertions.get(ops)
         if out is None:
             present = ops | {GRAPH_INPUT, GRAPH_OUTPUT}
             out = {}
             for anchor, rules in self.rules.insertions_by_anchor.items():
-                kept = [(r, frozenset(r.neighbours)) for r in rules if anchor in ops and not present.isdisjoint(r.neighbours)]
+                kept = [
+                    (r, frozenset(r.neighbours), r.position, r.id)
+                    for r in rules
+                    if anchor in ops and not present.isdisjoint(r.neighbours)
+                ]
                 if kept:
                     out[anchor] = kept
             self._insertions[ops] = out
         return out
 
-    def _holding_rules(
-        self, layer: Layer, rules: list[tuple[InsertionRule, frozenset[str]]]
-    ) -> tuple[tuple[InsertionRule, frozenset[str]], ...]:
+    def _holding_rules(self, layer: Layer, rules: list[_Insertion]) -> tuple[_Insertion, ...]:
         """The rules among ``rules`` (all anchored on ``layer.op``) whose shape conditions hold for ``layer``."""
         try:
             key = (
@@ -230,12 +230,13 @@ class Mapper:
             before: list[Item] = []
             after: list[Item] = []
             keys: dict[str, list[str]] = {}
-            for r, neighbours in holding:
-                position = r.position
+            placed: set[tuple[str, str]] = set()  # one insertion of a type per side (rules per neighbour op)
+            for r, neighbours, position, rule_id in holding:
                 if position not in keys:
                     keys[position] = neighbour_ops(flow, primary_op.get, item[0], position)
-                if not neighbours.isdisjoint(keys[position]):
-                    hits[r.id] += 1
+                if (r.op_type, position) not in placed and not neighbours.isdisjoint(keys[position]):
+                    placed.add((r.op_type, position))
+                    hits[rule_id] += 1
                     side = before if position == "before" else after
                     side.extend([(r.op_type, position, i, item) for i in range(r.count)])
             out.extend((*before, item, *after))

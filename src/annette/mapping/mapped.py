@@ -209,17 +209,14 @@ def neighbour_ops(
     """:func:`neighbour_keys` of the executed layer made of ``members``, where ``primary_op`` gives the primary op
     of the executed layer holding a graph layer (None: the layer's own op)."""
 
-    def key(layer_name: str) -> str:
-        op = primary_op(layer_name)
-        return op if op is not None else flow.graph.by_name[layer_name].op
-
+    by_name = flow.graph.by_name
     if position == "before":
         if not members[0].inputs:
             return [GRAPH_INPUT]
         src = flow.source(members[0].inputs[0].name)
-        return [GRAPH_INPUT if src is None else key(src)]
+        return [GRAPH_INPUT if src is None else primary_op(src) or by_name[src].op]
     consumers, leaves = flow.consumers(members[-1])
-    keys = [key(c) for c in consumers]
+    keys = [primary_op(c) or by_name[c].op for c in consumers]
     if leaves or not consumers:
         keys.append(GRAPH_OUTPUT)
     return keys
