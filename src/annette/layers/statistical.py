@@ -67,7 +67,9 @@ class StatisticalModel(LayerModel):
             "verbose": -1,
         }
         data = lgb.Dataset(X, label=target, feature_name=[_lgb_name(x) for x in names], free_raw_data=True)
-        self.model_text_ = lgb.train(params, data, num_boost_round=self.n_estimators).model_to_string()
+        self.model_text_ = compact_model_text(
+            lgb.train(params, data, num_boost_round=self.n_estimators).model_to_string()
+        )
         # Predict from the saved text, not the in-memory booster, so a saved model predicts identically.
         self._booster = lgb.Booster(model_str=self.model_text_)
 
@@ -91,6 +93,23 @@ class StatisticalModel(LayerModel):
             raise ValueError("statistical model: 'lightgbm_model' is not a LightGBM model text")
         self.model_text_ = text
         self._booster = None
+
+
+# Per-node training statistics and the tree byte offsets: LightGBM's text format lists them, prediction
+# does not read them (without ``tree_sizes`` the trees are parsed in sequence). Dropping them, and the
+# trailing importance/parameter sections, halves a bundle and predicts bit-identically (tested).
+_TRAINING_ONLY_KEYS = (
+    "split_gain=", "internal_value=", "internal_weight=", "internal_count=", "leaf_weight=", "leaf_count=",
+    "tree_sizes=",
+)  # fmt: skip
+
+
+def compact_model_text(text: str) -> str:
+    """LightGBM model text without what only training and inspection need."""
+    cut = text.find("\nfeature_importances:")
+    if cut >= 0:
+        text = text[: cut + 1]
+    return "\n".join(line for line in text.split("\n") if not line.startswith(_TRAINING_ONLY_KEYS))
 
 
 def _lgb_name(name: str) -> str:
