@@ -266,7 +266,7 @@ def estimate_many(
     table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost)
 
     missing = np.isnan(times)
-    cum_time = np.concatenate([[0.0], np.cumsum(np.where(missing, 0.0, times))])
+    supported = np.where(missing, 0.0, times)
     cum_missing = np.concatenate([[0], np.cumsum(missing)])
     out: list[Estimate] = []
     start = 0
@@ -277,7 +277,8 @@ def estimate_many(
             hardware=hw.name,
             target=hw.target.key,
             kind=kind,
-            total_ms=float(cum_time[stop] - cum_time[start]) + hw.overhead.per_run_ms,
+            # summed in order over the graph's own layers: the same float whatever else is in the batch
+            total_ms=float(np.cumsum(supported[start:stop])[-1] if size else 0.0) + hw.overhead.per_run_ms,
             n_executed=size,
             n_unsupported=int(cum_missing[stop] - cum_missing[start]),
             removed=removed[index],
