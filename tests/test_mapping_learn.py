@@ -201,7 +201,7 @@ def test_fusion_learns_a_shape_condition(records) -> None:  # type: ignore[no-un
 def test_fusion_learns_self_gating() -> None:
     # x·sigmoid(x) runs as one node, sigmoid(s)·x (a gate on another tensor) as two: the rule must tell them apart.
     records = []
-    for i, c in enumerate((8, 16, 24, 32, 40, 48)):
+    for i, c in enumerate((8, 8, 16, 16, 24, 24)):
         b = hwsynth.Builder(f"g{i}", (1, c, 4, 4))
         x = b.relu(b.input)
         gate = b._add("Sigmoid", [b.relu(x) if i % 2 else x], x.shape)

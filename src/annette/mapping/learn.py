@@ -408,18 +408,54 @@ def _insertion_rules(
             instances[op].append((neighbour_keys(flow, executed_of, ex, position), ex.primary, count > 0))
     rules = []
     for op in sorted(anchor_ops):
-        positives = sum(label for *_, label in instances[op])
-        neighbours, conditions, right = _insertion_conditions(instances[op])
-        if positives >= min_instances and neighbours:
-            evidence = Evidence(len(records[op]), len(instances[op]), right)
-            count = round(median(counts[op])) if counts[op] else 1
-            rule = InsertionRule(op_type, op, position, neighbours, count, evidence, conditions)
-            rules.append(rule)
+        # One condition set per neighbour op (ORT reorders a Conv's output before a Concat only where the Concat
+        # cannot run blocked, before a graph output always); neighbours with the same conditions share a rule.
+        by_conditions: dict[tuple[ShapeCondition, ...], list[tuple[str, int, int]]] = defaultdict(list)
+        for key in sorted({k for keys, _, _ in instances[op] for k in keys}):
+            sub = [(layer, label) for keys, layer, label in instances[op] if key in keys]
+            if sum(label for _, label in sub) < min_instances:
+                continue
+            found = _key_conditions(sub)
+            if found is not None:
+                by_conditions[found[0]].append((key, found[1], len(sub)))
+        count = round(median(counts[op])) if counts[op] else 1
+        for conditions, keys in by_conditions.items():
+            evidence = Evidence(len(records[op]), sum(n for *_, n in keys), sum(right for _, right, _ in keys))
+            neighbours = tuple(k for k, *_ in keys)
+            rules.append(InsertionRule(op_type, op, position, neighbours, count, evidence, conditions))
     return rules
+
+
+def _key_conditions(
+    sub: Sequence[tuple[Layer, bool]], max_conditions: int = 2
+) -> tuple[tuple[ShapeCondition, ...], int] | None:
+    """Up to ``max_conditions`` shape conditions on the anchor (added greedily while each makes the rule right on
+    clearly more anchors) under which the node is inserted next to one neighbour op; None where never inserting
+    is right more often. Returns (conditions, anchors predicted right)."""
+
+    def right(conditions: tuple[ShapeCondition, ...]) -> int:
+        return sum(all(c.holds(layer) for c in conditions) == label for layer, label in sub)
+
+    conditions: tuple[ShapeCondition, ...] = ()
+    best = right(conditions)
+    margin = max(1, len(sub) // 200)
+    for _ in range(max_conditions):
+        found: tuple[int, ShapeCondition] | None = None
+        for cand in SHAPE_CANDIDATES:
+            if cand not in conditions:
+                r = right((*conditions, cand))
+                if r >= best + margin and (found is None or r > found[0]):
+                    found = (r, cand)
+        if found is None:
+            break
+        best, conditions = found[0], (*conditions, found[1])
+    never = sum(not label for _, label in sub)
+    return (conditions, best) if best > never else None
 
 
 SHAPE_CANDIDATES: tuple[ShapeCondition, ...] = (
     *(ShapeCondition(v, "mod", m) for v in ("in_c", "out_c") for m in (2, 4, 8, 16, 32)),
+    *(ShapeCondition(v, "nmod", m) for v in ("in_c", "out_c") for m in (4, 8, 16)),
     *(ShapeCondition(v, "ge", t) for v in ("in_c", "out_c") for t in (2, 4, 8, 16, 32, 64)),
     ShapeCondition("group", "eq", 1),
     ShapeCondition("group", "ge", 2),

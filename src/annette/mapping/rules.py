@@ -182,7 +182,7 @@ class RemovalRule:
 
 
 SHAPE_VALUES = ("in_c", "out_c", "group")
-SHAPE_TESTS = ("mod", "ge", "eq")
+SHAPE_TESTS = ("mod", "ge", "eq", "nmod")
 
 
 def shape_value(layer: Layer, value: str) -> int:
@@ -197,7 +197,8 @@ def shape_value(layer: Layer, value: str) -> int:
 
 @dataclass(frozen=True)
 class ShapeCondition:
-    """A test on the anchor's primary layer: ``value % arg == 0`` (mod), ``value >= arg`` (ge), ``== arg`` (eq)."""
+    """A test on the anchor's primary layer: ``value % arg == 0`` (mod), ``!= 0`` (nmod), ``value >= arg`` (ge),
+    ``== arg`` (eq)."""
 
     value: str
     test: str
@@ -207,12 +208,16 @@ class ShapeCondition:
         x = shape_value(layer, self.value)
         if self.test == "mod":
             return x % self.arg == 0
+        if self.test == "nmod":
+            return x % self.arg != 0
         return x >= self.arg if self.test == "ge" else x == self.arg
 
     def __str__(self) -> str:
-        return {"mod": f"{self.value} % {self.arg} == 0", "ge": f"{self.value} >= {self.arg}"}.get(
-            self.test, f"{self.value} == {self.arg}"
-        )
+        return {
+            "mod": f"{self.value} % {self.arg} == 0",
+            "nmod": f"{self.value} % {self.arg} != 0",
+            "ge": f"{self.value} >= {self.arg}",
+        }.get(self.test, f"{self.value} == {self.arg}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "test": self.test, "arg": self.arg}
