@@ -16,7 +16,8 @@ from annette.errors import AnnetteError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
+# Piped output (files, CI logs) is not wrapped at rich's 80-column default: per-layer tables need room.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 STATE: dict[str, bool] = {"debug": False}
