@@ -221,3 +221,20 @@ def test_fusion_learns_self_gating() -> None:
     ops = [[e.ops for e in apply(r.graph, rules).executed] for r in records[:2]]
     assert ops[0] == [("Relu",), ("Sigmoid", "Mul")]
     assert ops[1] == [("Relu",), ("Relu",), ("Sigmoid",), ("Mul",)]
+
+
+def test_inner_occurrences_decide_a_fusion() -> None:
+    # Conv→Add is fused when the skip comes from another layer, not when it is the graph input (ORT: a blocked
+    # Conv takes a residual Add only from a blocked tensor): the inner occurrences decide, so networks fuse it.
+    records = []
+    for i in range(24):
+        inner = i % 2 == 0
+        b = hwsynth.Builder(f"r{i}", (1, 8 + 4 * i, 8, 8))
+        skip = b.relu(b.input) if inner else b.input
+        graph = b.graph(b.add(b.conv(skip, 8 + 4 * i), skip))
+        names = [layer.name for layer in graph.layers]
+        groups = [names[:1], names[1:]] if inner else [[n] for n in names]
+        nodes = tuple(NodeProfile(g[0], graph.layer(g[0]).op, 0.01, tuple(g)) for g in groups)
+        records.append(replace(hwsynth.record(graph, "multi", "residual", np.random.default_rng(i)), profile=nodes))
+    rule = next(f for f in learn_rules(records).fusions if f.pattern == ("Conv", "Add"))
+    assert not rule.conditional and rule.evidence.n_instances == 12 and rule.evidence.agreement == 1.0
