@@ -29,7 +29,14 @@ from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
 from annette.hardware import KIND_FALLBACKS, HardwareModel, Resolved
-from annette.layers.features import DistinctRows, Features, executed_type, inserted_row_key, row_key
+from annette.layers.features import (
+    DistinctRows,
+    Features,
+    executed_type,
+    inserted_row_key,
+    layer_key,
+    row_key,
+)
 from annette.mapping.apply import Mapper, Plan, build, item_tensor
 from annette.mapping.mapped import ExecutedLayer
 
@@ -303,13 +310,17 @@ def estimate_many(
 def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:
     """The distinct row of each executed layer of ``plan``, building an executed layer only for a new row."""
     out = []
+    get, add = distinct.get, distinct.add
     for item in plan.items:
-        if isinstance(item[0], str):  # inserted
-            key = inserted_row_key(item[0], item_tensor(item))  # type: ignore[arg-type]
-        else:
-            key = row_key(*item)  # type: ignore[arg-type]
-        u = distinct.get(key)
-        out.append(distinct.add(key, build(item)) if u is None else u)
+        head = item[0]
+        if isinstance(head, str):  # inserted
+            key = inserted_row_key(head, item_tensor(item))  # type: ignore[arg-type]
+        elif len(head) == 1:  # plain
+            key = layer_key(head[0])
+        else:  # fused
+            key = row_key(head, item[1])  # type: ignore[arg-type]
+        u = get(key)
+        out.append(add(key, build(item)) if u is None else u)
     return out
 
 

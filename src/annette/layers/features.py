@@ -232,8 +232,9 @@ def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[flo
 # Row keys (what :class:`DistinctRows` memoises on) come in forms that never compare equal: a plain layer's is its
 # member key (an op string, then ints), a fusion's a pair (member keys, wiring), an inserted node's a triple (op
 # type, shape, dtype), and :func:`_key` of any other inserted layer a pair (True, member keys).
-def _member_key(m: Layer) -> tuple[object, ...]:
-    """Op, tensor counts, shapes and dtypes, attribute names and values, flat (built by appending: the fastest)."""
+def layer_key(m: Layer) -> tuple[object, ...]:
+    """Op, tensor counts, shapes and dtypes, attribute names and values, flat (built by appending: the fastest);
+    the row key of a plain executed layer of this one layer."""
     key: list[object] = [m.op, len(m.inputs), len(m.outputs), len(m.weights)]
     for tensors in (m.inputs, m.outputs, m.weights):
         for t in tensors:
@@ -248,10 +249,10 @@ def row_key(members: tuple[Layer, ...], bypassed: tuple[str, ...] = ()) -> tuple
     """Everything the row of a plain or fused executed layer depends on: ops, tensor shapes and dtypes,
     attributes, and a fusion's internal wiring (which inputs come from other members or ``bypassed`` tensors)."""
     if len(members) == 1:
-        return _member_key(members[0])
+        return layer_key(members[0])
     produced = {t.name for m in members for t in m.outputs} | set(bypassed)
     wiring = tuple([tuple([t.name in produced for t in m.inputs]) for m in members])
-    return (tuple([_member_key(m) for m in members]), wiring)
+    return (tuple([layer_key(m) for m in members]), wiring)
 
 
 def inserted_row_key(op_type: str, tensor: TensorSpec) -> tuple[object, ...]:
@@ -261,7 +262,7 @@ def inserted_row_key(op_type: str, tensor: TensorSpec) -> tuple[object, ...]:
 
 def _key(ex: ExecutedLayer) -> tuple[object, ...]:
     if ex.inserted:  # any inserted layer, however it was made
-        return (True, tuple([_member_key(m) for m in ex.members]))
+        return (True, tuple([layer_key(m) for m in ex.members]))
     return row_key(ex.members, ex.bypassed)
 
 

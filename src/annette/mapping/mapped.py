@@ -107,7 +107,8 @@ class Flow:
     def _find_consumers(self, layer: Layer) -> tuple[list[str], bool]:
         if not self.removed and len(layer.outputs) == 1:  # fast path, same result: nothing to walk through
             tensor = layer.outputs[0].name
-            return list(dict.fromkeys(self.graph.consumers.get(tensor, ()))), tensor in self._outputs
+            readers = self.graph.consumers.get(tensor, ())
+            return list(readers if len(readers) < 2 else dict.fromkeys(readers)), tensor in self._outputs
         found: list[str] = []
         leaves = False
         stack = [t.name for t in layer.outputs]
