@@ -154,21 +154,17 @@ class Mapper:
         Walks the linear chain ``layer → ...`` once (each member but the last feeding exactly one kept layer
         and no graph output, as :meth:`Flow.chain`) and matches every candidate pattern against it.
         """
-        consumers, leaves = flow.consumers(layer)
-        if leaves or len(consumers) != 1:
-            return None
-        by_name = flow.graph.by_name
-        second = by_name[consumers[0]]
-        candidates = by_second.get(second.op)
+        second = flow.single_consumer(layer)
+        candidates = by_second.get(second.op) if second is not None else None
         if not candidates:
             return None
         walk = [layer, second]
         longest = len(candidates[0][0])  # candidates are longest first
         while len(walk) < longest:
-            consumers, leaves = flow.consumers(walk[-1])
-            if leaves or len(consumers) != 1:
+            nxt = flow.single_consumer(walk[-1])
+            if nxt is None:
                 break
-            walk.append(by_name[consumers[0]])
+            walk.append(nxt)
         ops = tuple([m.op for m in walk])
         for pattern, f, conditional, rule_id in candidates:
             n = len(pattern)

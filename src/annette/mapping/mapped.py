@@ -151,10 +151,24 @@ class Flow:
                     out.extend(p for p in path if p not in out)
         return tuple(out)
 
+    def single_consumer(self, layer: Layer) -> Layer | None:
+        """The one kept layer ``layer`` feeds, or None (several, none, or a graph output): the next link of a chain."""
+        if not self.removed and len(layer.outputs) == 1:  # fast path, same result as through consumers()
+            tensor = layer.outputs[0].name
+            readers = self.graph.consumers.get(tensor)
+            if not readers or tensor in self._outputs:
+                return None
+            first = readers[0]
+            if len(readers) > 1 and any(r != first for r in readers):
+                return None
+            return self.graph.by_name[first]
+        consumers, leaves = self.consumers(layer)
+        return None if leaves or len(consumers) != 1 else self.graph.by_name[consumers[0]]
+
     def next_op(self, layer: Layer) -> str | None:
         """The op type of the one kept layer ``layer`` feeds, or None (several, none, or a graph output)."""
-        consumers, leaves = self.consumers(layer)
-        return None if leaves or len(consumers) != 1 else self.graph.by_name[consumers[0]].op
+        nxt = self.single_consumer(layer)
+        return None if nxt is None else nxt.op
 
     def chain(self, start: Layer, pattern: tuple[str, ...]) -> tuple[Layer, ...] | None:
         """The layers ``start → ...`` forming a linear chain with op types ``pattern``, or None.
@@ -164,13 +178,9 @@ class Flow:
         if start.op != pattern[0] or start.name in self.removed:
             return None
         members = [start]
-        by_name = self.graph.by_name
         for op in pattern[1:]:
-            consumers, leaves = self.consumers(members[-1])
-            if leaves or len(consumers) != 1:
-                return None
-            nxt = by_name[consumers[0]]
-            if nxt.op != op:
+            nxt = self.single_consumer(members[-1])
+            if nxt is None or nxt.op != op:
                 return None
             members.append(nxt)
         return tuple(members)
