@@ -72,7 +72,9 @@ class Plan:
         def kept(item: Item) -> ExecutedLayer:
             return built.get(id(item)) or built.setdefault(id(item), build(item))
 
-        executed = tuple(build(item, kept(item[3])) if is_inserted(item) else kept(item) for item in self.items)
+        executed = tuple(
+            build(item, kept(cast(Inserted, item)[3])) if is_inserted(item) else kept(item) for item in self.items
+        )
         return MappedGraph(graph=self.graph, executed=executed, removed=self.removed, rule_hits=self.rule_hits)
 
 
@@ -156,9 +158,9 @@ class Mapper:
         """
         second = flow.single_consumer(layer)
         candidates = by_second.get(second.op) if second is not None else None
-        if not candidates:
+        if not candidates or second is None:
             return None
-        walk = [layer, second]
+        walk: list[Layer] = [layer, second]
         longest = len(candidates[0][0])  # candidates are longest first
         while len(walk) < longest:
             nxt = flow.single_consumer(walk[-1])
