@@ -180,3 +180,13 @@ def test_inflated_profiles_give_a_negative_node_overhead_that_corrects_them(reco
     measured = hwsynth.record(g, "network", "net", np.random.default_rng(0)).measurement
     assert measured is not None
     assert estimate_many([g], hw, kind="refined")[0].total_ms == pytest.approx(measured.label_ms, rel=0.02)
+
+
+@pytest.mark.slow  # shares one ~5 s fit of three kinds
+def test_types_without_benchmarks_use_the_generic_default_and_say_so(fitted, records) -> None:  # type: ignore[no-untyped-def]
+    hw, _ = fitted
+    assert hw.default_type == "*"
+    r = hw.resolve("ReduceL2", "mixed")  # never benchmarked
+    assert r is not None and r.type == "*" and "default for types without a model" in r.note
+    strict_hw, _ = fit_records(records, kinds=("roofline",), seed=1, generic_default=False)
+    assert strict_hw.default_type is None and strict_hw.resolve("ReduceL2", "roofline") is None

@@ -247,8 +247,14 @@ def fit_records(
     name: str | None = None,
     provenance: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    generic_default: bool = True,
 ) -> tuple[HardwareModel, FitReport]:
-    """Build a hardware model from benchmark records; see the module docstring for the steps."""
+    """Build a hardware model from benchmark records; see the module docstring for the steps.
+
+    ``generic_default``: op types no benchmark covered (e.g. ReduceL2, Einsum) are estimated with the generic
+    model fitted on all types (roofline over FLOPs and bytes, plus the per-node overhead), and each such
+    layer says so in its note; without it they are *unsupported* (left out of the total, listed).
+    """
     for k in kinds:
         LAYER_MODELS.get(k)
     say = progress or (lambda msg: logger.info("%s", msg))
@@ -337,6 +343,7 @@ def fit_records(
         feature_names=feature_names,
         provenance=_provenance(all_records, fit_set, seed, holdout, kinds, exclude_flags, provenance),
         quality=report.to_dict(),
+        default_type=GENERIC_TYPE if generic_default and final.get(GENERIC_TYPE) else None,
     )
     return hw, report
 

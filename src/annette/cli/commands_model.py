@@ -40,6 +40,11 @@ def fit(
     exclude_flag: list[str] = typer.Option(None, "--exclude-flag", help="Skip records with this stability flag."),
     use_networks: bool = typer.Option(False, "--use-networks", help="Also train on network records' profiles."),
     target: str = typer.Option(None, "--target", help="Target key, where the store holds several."),
+    generic_default: bool = typer.Option(
+        True, "--generic-default/--no-generic-default",
+        help="Estimate op types no benchmark covered with the generic model (noted per layer), "
+        "instead of reporting them unsupported.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the fit report as JSON."),
 ) -> None:
     """Fit a hardware model (mapping rules + layer models) from one or more benchmark stores."""
@@ -54,6 +59,7 @@ def fit(
         hw, report = fit_store(
             store_dirs, kinds=_kinds(kinds), seed=seed, holdout=holdout, name=name,
             exclude_flags=tuple(exclude_flag or ()), use_networks=use_networks, target_key=target, progress=progress,
+            generic_default=generic_default,
         )
     hw.save(out)
     doc = report.to_dict()
