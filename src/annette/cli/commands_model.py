@@ -145,7 +145,20 @@ def _hw_row(name: str) -> dict[str, Any]:
         "n_types": len(hw.layer_models),
         "provenance": dict(hw.provenance),
         "accuracy": {k: v.get("mape") for k, v in e2e.items()},
+        "measured": dict(hw.quality.get("measured", {})),
     }
+
+
+def _accuracy_cell(row: dict[str, Any]) -> str:
+    """Measured studies first (MAPE of each kind on real networks, with the noise floor); else held-out data."""
+    lines = []
+    for study, m in row["measured"].items():
+        kinds = ", ".join(f"{k} {v['mape_pct']:.1f} %" for k, v in m["kinds"].items())
+        lines.append(f"{study} ({m['kinds'][next(iter(m['kinds']))]['n']} nets, {m['date'][:10]}): {kinds}; "
+                     f"noise floor {m['noise_floor']['mape_pct']:.1f} %")
+    if not lines and row["accuracy"]:
+        lines.append("held-out blocks/layers: " + ", ".join(f"{k} {_pct(v)}" for k, v in row["accuracy"].items()))
+    return "\n".join(lines) or "-"
 
 
 @handle_errors
@@ -158,13 +171,11 @@ def hw_list(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
         emit_json(rows)
         return
     table = Table(title="shipped hardware models")
-    for col in ("name", "target", "device", "runtime", "kinds", "types", "fitted", "records", "held-out MAPE"):
+    for col in ("name", "device", "runtime", "kinds", "accuracy (MAPE)"):
         table.add_column(col)
     for r in rows:
-        prov = r["provenance"]
-        acc = ", ".join(f"{k} {_pct(v)}" for k, v in r["accuracy"].items()) or "-"
-        table.add_row(r["name"], r["target"], r["device_model"], r["runtime"], ",".join(r["kinds"]),
-                      str(r["n_types"]), str(prov.get("fitted_at", "-")), str(prov.get("records_used", "-")), acc)
+        table.add_row(r["name"], f"{r['device_model']}\n{r['target']}", r["runtime"], "\n".join(r["kinds"]),
+                      _accuracy_cell(r))
     console.print(table)
     if not rows:
         console.print("no shipped hardware model yet: fit one with `annette fit STORE -o hw.json`")
