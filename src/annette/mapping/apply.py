@@ -2,15 +2,14 @@
 
 :class:`Mapper` holds a rule set's indexes (fusions by first and second op, insertion rules by anchor op and
 by the op types a graph holds) and a memo of which insertion rules' shape conditions hold for an anchor's
-shapes, so mapping many graphs (:func:`apply_many`) pays for them once. :meth:`Mapper.plan` maps a graph
-without building its :class:`ExecutedLayer` objects (a NAS loop estimating thousands of graphs needs only
-a few of them); :meth:`Plan.mapped` builds them all, :meth:`Plan.executed` one at a time.
+shapes, so mapping many graphs with one mapper pays for them once. :meth:`Mapper.plan` maps a graph without
+building its :class:`ExecutedLayer` objects (a NAS loop estimating thousands of graphs needs only a few of
+them): :meth:`Plan.mapped` builds them all, :func:`build` one.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -245,8 +244,3 @@ def apply(graph: Graph, rules: MappingRules) -> MappedGraph:
     """The executed layers of ``graph`` under ``rules``, in execution order (see :meth:`Mapper.plan`)."""
     return Mapper(rules).map(graph)
 
-
-def apply_many(graphs: Sequence[Graph], rules: MappingRules) -> list[MappedGraph]:
-    """:func:`apply` for many graphs, sharing the rule indexes and memos."""
-    mapper = Mapper(rules)
-    return [mapper.map(g) for g in graphs]
