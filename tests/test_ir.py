@@ -32,7 +32,7 @@ def test_validate_sorts_topologically_and_keeps_stable_order() -> None:
     assert [layer.name for layer in g.layers] == ["conv", "relu", "add"]
     assert g.predecessors("add") == ["conv", "relu"]
     assert g.successors("conv") == ["relu", "add"]
-    assert g.consumers["a"] == ["relu", "add"]
+    assert g.consumers["a"] == ("relu", "add")
 
 
 def test_json_round_trip_is_exact(tmp_path) -> None:

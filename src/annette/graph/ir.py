@@ -153,13 +153,18 @@ class Graph:
         return {t.name: layer.name for layer in self.layers for t in layer.outputs}
 
     @cached_property
-    def consumers(self) -> dict[str, list[str]]:
-        """tensor name -> names of the layers that read it, in layer order."""
+    def consumers(self) -> dict[str, tuple[str, ...]]:
+        """tensor name -> names of the layers that read it, in layer order.
+
+        Tuples, not lists: this cache lives as long as the graph, and thousands of small lists per graph
+        make Python's cyclic garbage collector scan them again and again in a NAS loop (tuples of strings
+        are untracked).
+        """
         out: dict[str, list[str]] = {}
         for layer in self.layers:
             for t in layer.inputs:
                 out.setdefault(t.name, []).append(layer.name)
-        return out
+        return {name: tuple(readers) for name, readers in out.items()}
 
     def predecessors(self, name: str) -> list[str]:
         """Names of the layers feeding layer ``name`` (graph inputs excluded), in input order."""
@@ -168,7 +173,7 @@ class Graph:
     def successors(self, name: str) -> list[str]:
         seen: list[str] = []
         for t in self.layer(name).outputs:
-            for c in self.consumers.get(t.name, []):
+            for c in self.consumers.get(t.name, ()):
                 if c not in seen:
                     seen.append(c)
         return seen
