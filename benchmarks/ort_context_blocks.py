@@ -212,6 +212,7 @@ def plan(seed: int, size: int) -> list[tuple[str, Params]]:
 
 def main() -> None:
     from annette.bench.measure import measure_model
+    from annette.bench.runner import DEFAULT_PROTOCOL
     from annette.bench.store import BenchStore
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,7 +229,7 @@ def main() -> None:
         if time.monotonic() > stop:
             break
         model = build(family, params)
-        rec = measure_model(model, profile=True)
+        rec = measure_model(model, profile=True, protocol=DEFAULT_PROTOCOL)  # block-sized, like the campaign's
         cid = hashlib.sha256(f"{family}|{canonical(params)}|{rec.target.key}".encode()).hexdigest()[:16]
         if store.has(cid):
             continue
