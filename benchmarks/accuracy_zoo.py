@@ -11,12 +11,7 @@ with the date and machine.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import logging
-
-from annette.evaluate.report import markdown_table, settings_line, write_report
-from annette.evaluate.study import Progress, StudySettings, run_study
+import _study  # benchmarks/_study.py: the shared command line
 
 ZOO = (
     "alexnet", "vgg11", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "densenet121",
@@ -24,37 +19,14 @@ ZOO = (
     "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf", "convnext_tiny", "vit_b_32",
 )  # fmt: skip
 
-SETTINGS = StudySettings(backend="onnxruntime", threads=1, batch=1, rounds=3, seed=0, profile=True)
-
-
-def show(p: Progress) -> None:
-    where = f" round {p.round + 1}" if p.round >= 0 else ""
-    print(f"[{p.phase}{where}] {p.done}/{p.total} {p.network}", flush=True)
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--hw", required=True, help="hardware model: shipped name or JSON file")
-    parser.add_argument("--backend", default=SETTINGS.backend, help="backend that measures: onnxruntime or openvino")
-    parser.add_argument("--out", default="runs/accuracy_zoo", help="report directory")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    result = run_study(
+    _study.main(
+        __doc__,
         [f"torchvision:{name}" for name in ZOO],
-        args.hw,
-        args.out,
-        dataclasses.replace(SETTINGS, backend=args.backend),
-        title=f"torchvision zoo accuracy ({len(ZOO)} models)",
-        progress=show,
+        f"torchvision zoo accuracy ({len(ZOO)} models)",
+        "runs/accuracy_zoo",
     )
-    files = write_report(result, args.out)
-    print()
-    print(settings_line(result))
-    print()
-    print(markdown_table(result))
-    print(f"\nreport: {files.html}")
 
 
 if __name__ == "__main__":
