@@ -8,6 +8,7 @@ through JSON exactly (tree ensembles in LightGBM's own text format, never pickle
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -25,9 +26,14 @@ class LayerModel(ABC):
     n_samples_: int
 
     # -- settings ------------------------------------------------------------------------------------------
-    @abstractmethod
     def get_params(self) -> dict[str, Any]:
-        """The ``__init__`` settings, unchanged (JSON-serialisable)."""
+        """The ``__init__`` settings, read back from the attributes of the same names (tuples as JSON lists).
+
+        As in scikit-learn, the parameters are those of ``__init__``'s signature, so a new setting needs no
+        second list here.
+        """
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: list(v) if isinstance(v, tuple) else v for n in names for v in (getattr(self, n),)}
 
     # -- fitting -------------------------------------------------------------------------------------------
     def fit(self, X: Features, time_ms: np.ndarray) -> LayerModel:

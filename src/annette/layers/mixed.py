@@ -43,16 +43,6 @@ class MixedModel(LayerModel):
         self.min_child_samples = min_child_samples
         self.seed = seed
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "par_candidates": list(self.par_candidates),
-            "overhead": self.overhead,
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "seed": self.seed,
-        }
 
     def _parts(self) -> tuple[RefinedRooflineModel, StatisticalModel]:
         return (

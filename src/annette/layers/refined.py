@@ -72,17 +72,6 @@ class RefinedRooflineModel(RooflineModel):
         self.replication = replication
         self.compute_bound_only = compute_bound_only
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "dims": list(self.dims),
-            "par_candidates": list(self.par_candidates),
-            "overhead": self.overhead,
-            "max_passes": self.max_passes,
-            "work": self.work,
-            "traffic": list(self.traffic),
-            "replication": self.replication,
-            "compute_bound_only": self.compute_bound_only,
-        }
 
     def _gate(self, roofs: Roofs, flops: np.ndarray, nbytes: np.ndarray, eff: np.ndarray) -> np.ndarray:
         """With ``compute_bound_only`` (the original ANNETTE implementation), rows whose unrefined compute time

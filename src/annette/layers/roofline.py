@@ -156,8 +156,6 @@ class RooflineModel(LayerModel):
         self.work = work
         self.traffic = tuple(traffic)
 
-    def get_params(self) -> dict[str, Any]:
-        return {"overhead": self.overhead, "work": self.work, "traffic": list(self.traffic)}
 
     def _roof_columns(self, X: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(work, traffic bytes) per row."""

@@ -36,14 +36,6 @@ class StatisticalModel(LayerModel):
         self.min_child_samples = min_child_samples
         self.seed = seed
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "seed": self.seed,
-        }
 
     def _fit(self, X: np.ndarray, y_ms: np.ndarray, names: tuple[str, ...]) -> None:
         self.fit_log_target(X, np.log(y_ms), names)
