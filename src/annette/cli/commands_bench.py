@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,27 +9,13 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annette.cli.common import console, emit_json, err_console, handle_errors
+from annette.cli.common import console, emit_json, err_console, handle_errors, parse_backend_options
 from annette.errors import AnnetteError
 
 bench_app = typer.Typer(
     help="Benchmark campaigns into a store (micro-kernels and blocks), store status, import and export.",
     invoke_without_command=True,
 )
-
-
-def _options(items: list[str] | None) -> dict[str, Any]:
-    """``key=value`` backend options; values parsed as JSON where they can be (numbers, booleans)."""
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise AnnetteError(f"backend option {item!r}: expected KEY=VALUE (e.g. opt_level=basic)")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 @bench_app.callback()
@@ -61,7 +46,7 @@ def bench(
 
     BACKENDS.get(backend)  # an unknown name fails before the progress bar shows
     budget_s = budget_min * 60.0
-    options = {"threads": threads, **_options(opt)}
+    options = {"threads": threads, **parse_backend_options(opt)}
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -167,7 +152,7 @@ def measure(
     from annette.bench.runner import LABEL_STATISTIC
 
     with err_console.status(f"measuring {model} on {backend} ..."):
-        rec = measure_model(model, backend=backend, threads=threads, batch=batch, profile=profile, **_options(opt))
+        rec = measure_model(model, backend=backend, threads=threads, batch=batch, profile=profile, **parse_backend_options(opt))
     m = rec.measurement
     assert m is not None
     doc: dict[str, Any] = {

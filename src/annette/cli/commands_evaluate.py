@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annette.cli.common import console, emit_json, err_console, handle_errors
+from annette.cli.common import console, emit_json, err_console, handle_errors, parse_backend_options
 from annette.errors import AnnetteError
 
 
@@ -70,7 +68,7 @@ def evaluate(
         rounds=rounds,
         seed=seed,
         profile=profile,
-        backend_options=parse_options(backend_option or []),
+        backend_options=parse_backend_options(backend_option),
     )
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -119,20 +117,6 @@ def evaluate(
     for spec, error in result.failed.items():
         console.print(f"[red]failed:[/] {spec}: {error}", highlight=False)
     console.print(f"report: {files.html}")
-
-
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``["scale=0.5", "device=CPU"]`` -> ``{"scale": 0.5, "device": "CPU"}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise AnnetteError(f"--backend-option expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def register(app: typer.Typer) -> None:

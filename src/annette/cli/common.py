@@ -28,6 +28,21 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
 
 
+def parse_backend_options(items: list[str] | None) -> dict[str, Any]:
+    """``["opt_level=basic", "threads=2"]`` -> ``{"opt_level": "basic", "threads": 2}``: values parsed as JSON
+    where they can be (numbers, booleans), else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AnnetteError(f"backend option {item!r}: expected KEY=VALUE (e.g. opt_level=basic)")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def handle_errors(func: F) -> F:
     """Turn expected errors into one clear line on stderr and exit code 1 (traceback only with --debug)."""
 
