@@ -319,8 +319,13 @@ def fusion_chains(fusers: Sequence[MappingRule]) -> list[Chain]:
     return chains
 
 
-def convert_mapping(source: Any) -> tuple[MappingRules, list[Chain], dict[str, tuple[str, ...]]]:
-    """Rules (removals, fusions), the chains behind the fusions, and the splitters (op -> legacy part types)."""
+def convert_mapping(
+    source: Any, label: str | None = None
+) -> tuple[MappingRules, list[Chain], dict[str, tuple[str, ...]]]:
+    """Rules (removals, fusions), the chains behind the fusions, and the splitters (op -> legacy part types).
+
+    ``label`` names the source in the rules' settings (default: the path as given); shipped bundles pass a
+    path relative to ``legacy-annette/`` so that the file does not depend on where the data lies."""
     model = load_mapping_model(source)
     removals: list[RemovalRule] = []
     splits: dict[str, tuple[str, ...]] = {}
@@ -352,7 +357,7 @@ def convert_mapping(source: Any) -> tuple[MappingRules, list[Chain], dict[str, t
         previous = fusions.setdefault(c.ops, fusion)
         if previous.conditions != fusion.conditions:
             raise HardwareModelError(f"fusion {'+'.join(c.ops)} arises with different conditions: not convertible")
-    settings = {"source": model.source, "legacy_name": model.name, "converted_by": __name__}
+    settings = {"source": label or model.source, "legacy_name": model.name, "converted_by": __name__}
     return MappingRules(tuple(fusions.values()), tuple(removals), (), settings), chains, splits
 
 
@@ -395,7 +400,7 @@ def build_legacy_bundle(name: str, legacy_root: str | Path) -> HardwareModel:
         raise HardwareModelError(f"unknown legacy bundle {name!r}; known: {', '.join(LEGACY_SOURCES)}")
     src = LEGACY_SOURCES[name]
     root = Path(legacy_root)
-    rules, chains, splits = convert_mapping(root / src.mapping)
+    rules, chains, splits = convert_mapping(root / src.mapping, f"legacy-annette/{src.mapping}")
     layer_models: dict[str, dict[str, LayerModel]] = {}
     used: list[LayerEntry] = []
     types_per_kind: dict[str, dict[str, str]] = {}
