@@ -185,6 +185,51 @@ def _head(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     return [b.gemm(y, p["classes"], base="fc3")]
 
 
+CELL_OPS = ("conv1x1", "conv3x3", "avgpool", "skip", "none")
+
+
+def _cell_sample(rng: np.random.Generator) -> Params:
+    edges = [str(rng.choice(CELL_OPS)) for _ in range(6)]
+    return {"c_in": _c(rng, 8, 128), "c": _c(rng, 8, 128), "h": int(rng.choice([8, 16, 32, 56])), "edges": edges,
+            "reduce": int(rng.random() < 0.25), "head": int(rng.random() < 0.2)}
+
+
+def _relu_conv_bn(b: NetBuilder, x: str, c: int, k: int, stride: int = 1) -> str:
+    return b.bn(b.conv(b.act(x, "relu"), c, k, stride))
+
+
+def _cell(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
+    """A DARTS-style cell of pre-activation (ReLU-Conv-BN) edges, 3x3 average pools and skips summed at each node,
+    optionally followed by a pre-activation reduction block or a BN-ReLU-pool-linear head."""
+    x = _stem(b, p)
+    c = p["c"]
+    nodes = [x]
+    edges = iter(p["edges"])
+    for _ in range(3):
+        terms = []
+        for src in list(nodes):
+            op = next(edges)
+            if op.startswith("conv"):
+                terms.append(_relu_conv_bn(b, src, c, 1 if op == "conv1x1" else 3))
+            elif op == "avgpool":
+                terms.append(b.pool(src, "avgpool", 3, 1, 1))
+            elif op == "skip":
+                terms.append(src)
+        y = terms[0] if terms else src
+        for t in terms[1:]:
+            y = b.binary("Add", y, t)
+        nodes.append(y)
+    y = nodes[-1]
+    if p["head"]:
+        y = b.global_avgpool(b.act(b.bn(y), "relu"))
+        n, ch, _, _ = b.shapes[y]
+        return [b.gemm(b.node("Flatten", [y], (n, ch), base="flatten", axis=1), 10, base="fc")]
+    if p["reduce"]:
+        a = _relu_conv_bn(b, _relu_conv_bn(b, y, 2 * c, 3, 2), 2 * c, 3)
+        y = b.binary("Add", a, b.conv(b.pool(y, "avgpool", 2, 2), 2 * c, 1, base="down"))
+    return _tail(b, y)
+
+
 FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Params], Callable[[NetBuilder, Mapping[str, Any]], list[str]]]] = {
     "ctx_basic": (_basic_sample, _basic),
     "ctx_bottleneck": (_bottleneck_sample, _bottleneck),
@@ -193,8 +238,10 @@ FAMILIES: dict[str, tuple[Callable[[np.random.Generator], Params], Callable[[Net
     "ctx_shuffle": (_shuffle_sample, _shuffle),
     "ctx_convnext": (_convnext_sample, _convnext),
     "ctx_head": (_head_sample, _head),
+    "ctx_cell": (_cell_sample, _cell),
 }
-WEIGHTS = {"ctx_basic": 2, "ctx_bottleneck": 3, "ctx_ir": 4, "ctx_dense": 2, "ctx_shuffle": 1, "ctx_convnext": 1, "ctx_head": 1}
+WEIGHTS = {"ctx_basic": 2, "ctx_bottleneck": 3, "ctx_ir": 4, "ctx_dense": 2, "ctx_shuffle": 1, "ctx_convnext": 1, "ctx_head": 1,
+           "ctx_cell": 3}
 
 
 def build(family: str, params: Mapping[str, Any]) -> Any:
@@ -203,9 +250,9 @@ def build(family: str, params: Mapping[str, Any]) -> Any:
     return b.build(FAMILIES[family][1](b, params))
 
 
-def plan(seed: int, size: int) -> list[tuple[str, Params]]:
+def plan(seed: int, size: int, families: list[str] | None = None) -> list[tuple[str, Params]]:
     rng = np.random.default_rng(seed)
-    names = list(FAMILIES)
+    names = families or list(FAMILIES)
     p = np.array([WEIGHTS[n] for n in names], dtype=float)
     return [(f, FAMILIES[f][0](rng)) for f in (str(rng.choice(names, p=p / p.sum())) for _ in range(size))]
 
@@ -220,12 +267,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=2000)
+    parser.add_argument("--families", nargs="*", default=None, help=f"only these (default: all of {list(FAMILIES)})")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     store = BenchStore(args.out)
     stop = time.monotonic() + 60 * args.minutes
     done = 0
-    for family, params in plan(args.seed, args.size):
+    unknown = sorted(set(args.families or ()) - set(FAMILIES))
+    if unknown:
+        parser.error(f"unknown families {unknown}; choose from {list(FAMILIES)}")
+    for family, params in plan(args.seed, args.size, args.families):
         if time.monotonic() > stop:
             break
         model = build(family, params)

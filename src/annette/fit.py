@@ -187,6 +187,8 @@ def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhea
     profiled kernel times (summed over the nodes of a layer split into several kernels), or, for an
     unprofiled single-layer record, the measured time less the per-run and per-node overheads."""
     positions = {r.op_type: r.position for r in rules.insertions}
+    if rules.layouts is not None:
+        positions.update({rules.layouts.to_blocked: "before", rules.layouts.to_plain: "after"})
     layers: list[ExecutedLayer] = []
     times: list[float] = []
     owner: list[int] = []
@@ -270,7 +272,9 @@ def fit_records(
     say(f"overhead: {overhead.per_node_ms * 1e3:.2f} µs per node, {overhead.per_run_ms * 1e3:.2f} µs per run "
         f"({overhead.n_records} profiled records)")
     rules = learn_rules(fit_set, alpha=alpha, run_overhead_ms=overhead.per_run_ms)
-    say(f"mapping: {len(rules.fusions)} fusions, {len(rules.removals)} removals, {len(rules.insertions)} insertions")
+    layout = "" if rules.layouts is None else f", {len(rules.layouts.blocked)} blocked-layout rules"
+    say(f"mapping: {len(rules.fusions)} fusions, {len(rules.removals)} removals, {len(rules.insertions)} insertions"
+        f"{layout}")
 
     samples = collect_samples(fit_set, rules, overhead)
     X = extract(samples.layers)

@@ -24,7 +24,7 @@ from annette.mapping.mapped import (
     inserted_tensor,
     neighbour_ops,
 )
-from annette.mapping.rules import FusionRule, InsertionRule, MappingRules, RemovalRule
+from annette.mapping.rules import FusionRule, InsertionRule, Layouts, MappingRules, RemovalRule
 
 # An executed layer before it is built: a kept one is (members, bypassed); an inserted one is
 # (op type, position, index among the nodes its rule inserts, the kept anchor).
@@ -144,6 +144,8 @@ class Mapper:
                 primary_op.update([(m.name, layer.op) for m in chain[1:]])
 
         items: list[Item] = self._insert(flow, kept, primary_op, hits) if self.rules.insertions else list(kept)
+        if self.rules.layouts is not None:
+            items = convert_layouts(self.rules.layouts, flow, items, hits)
         return Plan(graph, items, tuple(removed), dict(hits))
 
     @staticmethod
@@ -238,6 +240,63 @@ class Mapper:
                     side.extend([(r.op_type, position, i, item) for i in range(r.count)])
             out.extend((*before, item, *after))
         return out
+
+
+def convert_layouts(layouts: Layouts, flow: Flow, items: list[Item], hits: Counter[str]) -> list[Item]:
+    """``items`` with the layout conversions: each kept item runs blocked or plain by ``layouts`` given its
+    inputs' layouts (graph inputs are plain); a blocked item reading a plain tensor gets a ``to_blocked`` node
+    before it where a conversion rule holds; a blocked item read by a plain one or by a graph output gets one
+    ``to_plain`` node after it."""
+    graph = flow.graph
+    order = {layer.name: k for k, layer in enumerate(graph.layers)}
+    holder: dict[str, int] = {}  # graph layer -> index of its kept item
+    kept: list[int] = []
+    for i, item in enumerate(items):
+        if not is_inserted(item):
+            kept.append(i)
+            for m in cast(Kept, item)[0]:
+                holder[m.name] = i
+    graph_inputs = {t.name for t in graph.inputs}
+    blocked: dict[int, bool] = {}
+    before: set[int] = set()
+    after: set[int] = set()
+    # an item's external inputs are all produced before its last member: visit items in that order
+    for i in sorted(kept, key=lambda i: order[cast(Kept, items[i])[0][-1].name]):
+        members = cast(Kept, items[i])[0]
+        sources: list[int | None] = []  # producing kept items; None for a graph input
+        for m in members:
+            for t in m.inputs:
+                src = flow.source(t.name)
+                if src is None:
+                    if t.name in graph_inputs:
+                        sources.append(None)
+                elif holder[src] != i:
+                    sources.append(holder[src])
+        flags = [s is not None and blocked[s] for s in sources]
+        key = "blocked" if flags and all(flags) else ("mixed" if any(flags) else "plain")
+        primary = members[0]
+        runs_blocked = blocked[i] = any(r.holds(primary) for r in layouts.blocked_by_key.get((primary.op, key), ()))
+        if runs_blocked:
+            if not all(flags) and any(r.holds(primary) for r in layouts.converts_by_op.get(primary.op, ())):
+                before.add(i)
+        else:
+            after.update(s for s, flag in zip(sources, flags, strict=True) if flag and s is not None)
+    for name in graph.outputs:
+        src = flow.source(name)
+        if src is not None and blocked[holder[src]]:
+            after.add(holder[src])
+    if not before and not after:
+        return items
+    hits[f"layout:{layouts.to_blocked}"] += len(before)
+    hits[f"layout:{layouts.to_plain}"] += len(after)
+    out: list[Item] = []
+    for i, item in enumerate(items):
+        if i in before:
+            out.append((layouts.to_blocked, "before", 0, cast(Kept, item)))
+        out.append(item)
+        if i in after:
+            out.append((layouts.to_plain, "after", 0, cast(Kept, item)))
+    return out
 
 
 def apply(graph: Graph, rules: MappingRules) -> MappedGraph:

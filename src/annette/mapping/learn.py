@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import median
 
@@ -28,6 +28,8 @@ from annette.mapping.rules import (
     Evidence,
     FusionRule,
     InsertionRule,
+    LayoutRule,
+    Layouts,
     MappingRules,
     RemovalRule,
     ShapeCondition,
@@ -130,7 +132,9 @@ def learn_rules(
     removals = _learn_removals(runs, min_agreement, min_instances)
     timing = _timing_instances(records, alpha, run_overhead_ms)
     fusions = _learn_fusions(runs, timing, min_agreement, min_instances)
-    insertions = _learn_insertions(runs, min_instances)
+    layouts = _learn_layouts(runs, min_instances)
+    conversions = () if layouts is None else (layouts.to_blocked, layouts.to_plain)
+    insertions = _learn_insertions(runs, min_instances, skip=conversions)
     settings = {
         "alpha": alpha,
         "min_agreement": min_agreement,
@@ -139,7 +143,7 @@ def learn_rules(
         "n_records": len(records),
         "n_profiled": len(runs),
     }
-    return MappingRules(tuple(fusions), tuple(removals), tuple(insertions), settings)
+    return MappingRules(tuple(fusions), tuple(removals), tuple(insertions), settings, layouts)
 
 
 def _producer_op(graph: Graph, layer: Layer) -> str:
@@ -348,12 +352,15 @@ def _with(evidence: Evidence, n: int, agree: int) -> Evidence:
     return Evidence(evidence.n_records, n, agree, evidence.n_timing, evidence.n_timing_agree)
 
 
-def _learn_insertions(runs: Sequence[ProfiledRun], min_instances: int) -> list[InsertionRule]:
+def _learn_insertions(
+    runs: Sequence[ProfiledRun], min_instances: int, skip: Sequence[str] = ()
+) -> list[InsertionRule]:
+    """Insertion rules by neighbour op, for inserted node types other than ``skip`` (the layout conversions)."""
     # Which covered node does each inserted node serve, on either side?
     assoc: dict[tuple[str, str], dict[tuple[int, int], int]] = defaultdict(Counter)
     for r, run in enumerate(runs):
         for i, m in enumerate(run.members):
-            if m:
+            if m or run.nodes[i].op_type in skip:
                 continue
             for position in ("before", "after"):
                 j = run.anchor(i, position)
@@ -364,6 +371,102 @@ def _learn_insertions(runs: Sequence[ProfiledRun], min_instances: int) -> list[I
         position = _concentrated_side(runs, assoc, op_type)
         rules.extend(_insertion_rules(runs, op_type, position, assoc[(op_type, position)], min_instances))
     return rules
+
+
+# Kernel exec types that name a blocked layout (ONNX Runtime runs NCHWc kernels in the com.microsoft.nchwc domain).
+BLOCKED_MARKERS = ("nchwc",)
+
+
+def is_blocked(node: NodeProfile) -> bool:
+    exec_type = node.exec_type.lower()
+    return any(m in exec_type for m in BLOCKED_MARKERS)
+
+
+def _learn_layouts(runs: Sequence[ProfiledRun], min_instances: int) -> Layouts | None:
+    """Blocked-layout propagation from profiles whose kernels say which layout they ran in; None where none do.
+
+    The conversion node types are the inserted blocked-layout nodes that most often sit between a plain and a
+    blocked node (to blocked) or a blocked and a plain one (to plain). A layer's input layout is what its
+    producers' nodes ran in (graph inputs are plain); the conditions under which it runs blocked, and under
+    which a blocked layer converts its plain input, are learned per op and input layout."""
+    into: Counter[str] = Counter()
+    out_of: Counter[str] = Counter()
+    for run in runs:
+        for i, (node, m) in enumerate(zip(run.nodes, run.members, strict=True)):
+            if m or not is_blocked(node):
+                continue
+            prev, nxt = run.anchor(i, "after"), run.anchor(i, "before")
+            prev_blocked = prev is not None and is_blocked(run.nodes[prev])
+            next_blocked = nxt is not None and is_blocked(run.nodes[nxt])
+            into[node.op_type] += next_blocked and not prev_blocked
+            out_of[node.op_type] += prev_blocked and not next_blocked
+    if not into or not out_of:
+        return None
+    to_blocked, to_plain = into.most_common(1)[0][0], out_of.most_common(1)[0][0]
+    if to_blocked == to_plain:
+        return None
+    blocked: dict[tuple[str, str], list[tuple[Layer, bool]]] = defaultdict(list)
+    converts: dict[str, list[tuple[Layer, bool]]] = defaultdict(list)
+    records: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for r, run in enumerate(runs):
+        for j, key, label, converted in _layout_instances(run, to_blocked, to_plain):
+            primary = run.members[j][0]
+            blocked[(primary.op, key)].append((primary, label))
+            records[(primary.op, key)].add(r)
+            if converted is not None:
+                converts[primary.op].append((primary, converted))
+                records[(primary.op, "convert")].add(r)
+
+    def rules(sub: Sequence[tuple[Layer, bool]], op: str, key: str, inputs: str) -> list[LayoutRule]:
+        found = _key_conditions(sub) if sum(label for _, label in sub) >= min_instances else None
+        if found is None:
+            return []
+        evidence = Evidence(len(records[(op, key)]), len(sub), found[1])
+        return [LayoutRule(op, inputs, found[0], evidence)]
+
+    return Layouts(
+        to_blocked,
+        to_plain,
+        tuple(rule for (op, key), sub in sorted(blocked.items()) for rule in rules(sub, op, key, key)),
+        tuple(rule for op, sub in sorted(converts.items()) for rule in rules(sub, op, "convert", "plain")),
+    )
+
+
+def _layout_instances(
+    run: ProfiledRun, to_blocked: str, to_plain: str
+) -> Iterator[tuple[int, str, bool, bool | None]]:
+    """Per covered node, in execution order: (node index, its inputs' layout, whether it ran blocked, and for a
+    blocked node with a plain input whether a ``to_blocked`` node converted it (else None)).
+
+    A node ran blocked when its kernel says so, or when it reads only blocked tensors with no ``to_plain`` node
+    executed between them and it (a layout-agnostic kernel, e.g. ONNX Runtime's Relu on an NCHWc tensor)."""
+    node_of = {layer.name: j for j, m in enumerate(run.members) for layer in m}
+    converted = {run.anchor(i, "before") for i, node in enumerate(run.nodes) if node.op_type == to_blocked}
+    plain_at = [i for i, node in enumerate(run.nodes) if node.op_type == to_plain]
+    flow = Flow(run.graph, run.removed)
+    graph_inputs = {t.name for t in run.graph.inputs}
+    ran_blocked: dict[int, bool] = {}
+    for j, m in enumerate(run.members):
+        if not m:
+            continue
+        names = {layer.name for layer in m}
+        sources: list[int | None] = []
+        for layer in m:
+            for t in layer.inputs:
+                src = flow.source(t.name)
+                if src is None:
+                    if t.name in graph_inputs:
+                        sources.append(None)
+                elif src not in names and src in node_of and node_of[src] != j:
+                    sources.append(node_of[src])
+        flags = [s is not None and ran_blocked.get(s, False) for s in sources]
+        key = "blocked" if flags and all(flags) else ("mixed" if any(flags) else "plain")
+        label = is_blocked(run.nodes[j])
+        if not label and key == "blocked":
+            last = max(s for s in sources if s is not None)
+            label = not any(last < i < j for i in plain_at)
+        ran_blocked[j] = label
+        yield j, key, label, (j in converted) if label and not all(flags) else None
 
 
 def _concentrated_side(

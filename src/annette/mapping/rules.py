@@ -285,14 +285,108 @@ class InsertionRule:
         )
 
 
+LAYOUT_INPUTS = ("blocked", "plain", "mixed")
+
+
+@dataclass(frozen=True)
+class LayoutRule:
+    """Executed layers whose primary op is ``op`` and whose activation inputs are all blocked, all plain or
+    mixed (``inputs``) run in the blocked layout when every shape condition holds (in :attr:`Layouts.blocked`);
+    in :attr:`Layouts.converts`, a blocked layer of ``op`` reads a plain input through a conversion node when
+    every condition holds (otherwise it reads the plain tensor as it is, e.g. a convolution with 3 input
+    channels)."""
+
+    op: str
+    inputs: str
+    conditions: tuple[ShapeCondition, ...] = ()
+    evidence: Evidence = Evidence()
+
+    def holds(self, layer: Layer) -> bool:
+        return all(c.holds(layer) for c in self.conditions)
+
+    def __str__(self) -> str:
+        return f"{self.op} on {self.inputs} inputs" + "".join(f" if {c}" for c in self.conditions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "inputs": self.inputs,
+            "conditions": [c.to_dict() for c in self.conditions],
+            "evidence": self.evidence.to_dict(),
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> LayoutRule:
+        inputs = str(d["inputs"])
+        if inputs not in LAYOUT_INPUTS:
+            raise ValueError(f"layout rule inputs {inputs!r} is not one of {LAYOUT_INPUTS}")
+        return LayoutRule(
+            op=str(d["op"]),
+            inputs=inputs,
+            conditions=tuple(ShapeCondition.from_dict(c) for c in d.get("conditions", ())),
+            evidence=Evidence.from_dict(d.get("evidence", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Layouts:
+    """Blocked-layout propagation (ONNX Runtime's NCHWc transformer): which executed layers run blocked, given
+    the layouts of their inputs (graph inputs are plain), and which of them convert a plain input with a
+    ``to_blocked`` node. A blocked tensor read by a plain layer or leaving the graph passes through one
+    ``to_plain`` node after its producer, shared by all its plain readers."""
+
+    to_blocked: str
+    to_plain: str
+    blocked: tuple[LayoutRule, ...] = ()
+    converts: tuple[LayoutRule, ...] = ()
+
+    @cached_property
+    def blocked_by_key(self) -> dict[tuple[str, str], list[LayoutRule]]:
+        out: dict[tuple[str, str], list[LayoutRule]] = defaultdict(list)
+        for r in self.blocked:
+            out[(r.op, r.inputs)].append(r)
+        return dict(out)
+
+    @cached_property
+    def converts_by_op(self) -> dict[str, list[LayoutRule]]:
+        out: dict[str, list[LayoutRule]] = defaultdict(list)
+        for r in self.converts:
+            out[r.op].append(r)
+        return dict(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "to_blocked": self.to_blocked,
+            "to_plain": self.to_plain,
+            "blocked": [r.to_dict() for r in self.blocked],
+            "converts": [r.to_dict() for r in self.converts],
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Layouts:
+        return Layouts(
+            to_blocked=str(d["to_blocked"]),
+            to_plain=str(d["to_plain"]),
+            blocked=tuple(LayoutRule.from_dict(r) for r in d["blocked"]),
+            converts=tuple(LayoutRule.from_dict(r) for r in d["converts"]),
+        )
+
+    def summary(self) -> list[str]:
+        return [f"layout:blocked: {r}: {r.evidence.n_instances} seen" for r in self.blocked] + [
+            f"layout:{self.to_blocked}: {r}: {r.evidence.n_instances} seen" for r in self.converts
+        ]
+
+
 @dataclass(frozen=True)
 class MappingRules:
-    """An ordered rule set: removals first, then fusions (longest pattern first), then insertions."""
+    """An ordered rule set: removals first, then fusions (longest pattern first), then insertions, then the
+    layout conversions (where the target propagates a blocked layout)."""
 
     fusions: tuple[FusionRule, ...] = ()
     removals: tuple[RemovalRule, ...] = ()
     insertions: tuple[InsertionRule, ...] = ()
     settings: Mapping[str, Any] | None = None  # how the rules were learned (alpha, thresholds)
+    layouts: Layouts | None = None
 
     @cached_property
     def removals_by_op(self) -> dict[str, list[RemovalRule]]:
@@ -322,6 +416,7 @@ class MappingRules:
             "fusions": [r.to_dict() for r in self.fusions],
             "removals": [r.to_dict() for r in self.removals],
             "insertions": [r.to_dict() for r in self.insertions],
+            "layouts": None if self.layouts is None else self.layouts.to_dict(),
             "settings": dict(self.settings or {}),
         }
 
@@ -338,6 +433,7 @@ class MappingRules:
                 removals=tuple(RemovalRule.from_dict(r) for r in d["removals"]),
                 insertions=tuple(InsertionRule.from_dict(r) for r in d["insertions"]),
                 settings=dict(d.get("settings", {})),
+                layouts=None if d.get("layouts") is None else Layouts.from_dict(d["layouts"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HardwareModelError(f"malformed mapping rules: {exc!r}") from exc
@@ -361,4 +457,4 @@ class MappingRules:
                 cond = f" next to {list(rule.neighbours)}" + "".join(f" if {c}" for c in rule.conditions)
                 cond += f" x{rule.count}"
             lines.append(f"{rule.id}{cond}: {ev.n_instances} seen, profile agreement {agree}, timing {timing}")
-        return lines
+        return lines + ([] if self.layouts is None else self.layouts.summary())
