@@ -216,6 +216,10 @@ def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[flo
     total = in_bytes + out_bytes + weight_bytes
     x = primary.inputs[0].shape if primary.inputs else ()
     y = primary.outputs[0].shape if primary.outputs else ()
+    if primary.op == "MatMul" and len(x) >= 3 and primary.weights and len(primary.weights[0].shape) == 2:
+        # a linear layer on a (..., K) tensor is one (rows, K) x (K, N) product whatever the leading dimensions:
+        # (S, 1, K) from a sequence-first export and (1, S, K) get the same row
+        x, y = (1, math.prod(x[:-1]), x[-1]), (1, math.prod(y[:-1]), y[-1])
     in_c, in_h, in_w = _geometry(x)
     out_c, out_h, out_w = _geometry(y)
     kh, kw = _kernel(primary, in_h, in_w)
