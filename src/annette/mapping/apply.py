@@ -102,6 +102,8 @@ class Mapper:
         self._insertions: dict[frozenset[str], dict[str, list[_Insertion]]] = {}
         # (op, first input shape, first output shape, group) -> the insertion rules whose shape conditions hold
         self._holding: dict[tuple[object, ...], tuple[_Insertion, ...]] = {}
+        # (op, input layout, first input shape, first output shape, group) -> (runs blocked, converts plain input)
+        self._layout_memo: dict[tuple[object, ...], tuple[bool, bool]] = {}
 
     def map(self, graph: Graph) -> MappedGraph:
         """The executed layers of ``graph``, in execution order (see :meth:`plan`)."""
@@ -145,7 +147,7 @@ class Mapper:
 
         items: list[Item] = self._insert(flow, kept, primary_op, hits) if self.rules.insertions else list(kept)
         if self.rules.layouts is not None:
-            items = convert_layouts(self.rules.layouts, flow, items, hits)
+            items = convert_layouts(self.rules.layouts, flow, items, hits, self._layout_memo)
         return Plan(graph, items, tuple(removed), dict(hits))
 
     @staticmethod
@@ -242,45 +244,83 @@ class Mapper:
         return out
 
 
-def convert_layouts(layouts: Layouts, flow: Flow, items: list[Item], hits: Counter[str]) -> list[Item]:
+def layout_decision(layouts: Layouts, layer: Layer, key: str) -> tuple[bool, bool]:
+    """Whether ``layer`` (an executed layer's primary) runs blocked when its inputs' layout is ``key``, and
+    whether it then converts a plain input."""
+    runs_blocked = any(r.holds(layer) for r in layouts.blocked_by_key.get((layer.op, key), ()))
+    return runs_blocked, runs_blocked and any(r.holds(layer) for r in layouts.converts_by_op.get(layer.op, ()))
+
+
+def convert_layouts(
+    layouts: Layouts,
+    flow: Flow,
+    items: list[Item],
+    hits: Counter[str],
+    memo: dict[tuple[object, ...], tuple[bool, bool]] | None = None,
+) -> list[Item]:
     """``items`` with the layout conversions: each kept item runs blocked or plain by ``layouts`` given its
     inputs' layouts (graph inputs are plain); a blocked item reading a plain tensor gets a ``to_blocked`` node
     before it where a conversion rule holds; a blocked item read by a plain one or by a graph output gets one
-    ``to_plain`` node after it."""
+    ``to_plain`` node after it. ``memo`` keeps the decisions by op, input layout and shapes across graphs."""
+    memo = {} if memo is None else memo
     graph = flow.graph
-    order = {layer.name: k for k, layer in enumerate(graph.layers)}
     holder: dict[str, int] = {}  # graph layer -> index of its kept item
-    kept: list[int] = []
+    last: dict[int, int] = {}  # kept item -> topological index of its last member
+    order = {layer.name: k for k, layer in enumerate(graph.layers)}
     for i, item in enumerate(items):
-        if not is_inserted(item):
-            kept.append(i)
-            for m in cast(Kept, item)[0]:
+        head = item[0]
+        if not isinstance(head, str):
+            for m in head:
                 holder[m.name] = i
+            last[i] = order[head[-1].name]
     graph_inputs = {t.name for t in graph.inputs}
+    source = graph.producer.get if not flow.removed else flow.source
     blocked: dict[int, bool] = {}
     before: set[int] = set()
     after: set[int] = set()
     # an item's external inputs are all produced before its last member: visit items in that order
-    for i in sorted(kept, key=lambda i: order[cast(Kept, items[i])[0][-1].name]):
+    for i in sorted(last, key=last.__getitem__):
         members = cast(Kept, items[i])[0]
-        sources: list[int | None] = []  # producing kept items; None for a graph input
+        flags: list[bool] = []  # per external input: blocked?
+        blocked_sources: list[int] = []
         for m in members:
             for t in m.inputs:
-                src = flow.source(t.name)
+                src = source(t.name)
                 if src is None:
                     if t.name in graph_inputs:
-                        sources.append(None)
-                elif holder[src] != i:
-                    sources.append(holder[src])
-        flags = [s is not None and blocked[s] for s in sources]
-        key = "blocked" if flags and all(flags) else ("mixed" if any(flags) else "plain")
+                        flags.append(False)
+                    continue
+                j = holder[src]
+                if j != i:
+                    if blocked[j]:
+                        flags.append(True)
+                        blocked_sources.append(j)
+                    else:
+                        flags.append(False)
+        key = "blocked" if flags and all(flags) else ("mixed" if blocked_sources else "plain")
         primary = members[0]
-        runs_blocked = blocked[i] = any(r.holds(primary) for r in layouts.blocked_by_key.get((primary.op, key), ()))
+        try:
+            memo_key: tuple[object, ...] | None = (
+                primary.op,
+                key,
+                primary.inputs[0].shape if primary.inputs else None,
+                primary.outputs[0].shape if primary.outputs else None,
+                primary.attrs.get("group", 1),
+            )
+            decision = memo.get(memo_key)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable group attribute: no memo
+            memo_key, decision = None, None
+        if decision is None:
+            decision = layout_decision(layouts, primary, key)
+            if memo_key is not None:
+                memo[memo_key] = decision
+        runs_blocked, converts = decision
+        blocked[i] = runs_blocked
         if runs_blocked:
-            if not all(flags) and any(r.holds(primary) for r in layouts.converts_by_op.get(primary.op, ())):
+            if converts and flags and key != "blocked":
                 before.add(i)
-        else:
-            after.update(s for s, flag in zip(sources, flags, strict=True) if flag and s is not None)
+        elif blocked_sources:
+            after.update(blocked_sources)
     for name in graph.outputs:
         src = flow.source(name)
         if src is not None and blocked[holder[src]]:
