@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -10,9 +12,9 @@ import pytest
 import hwsynth
 from annette.bench.records import Measurement
 from annette.errors import BenchStoreError, HardwareModelError
-from annette.estimate import estimate_many
-from annette.fit import fit_overhead, fit_records, fit_store
-from annette.hardware import HardwareModel
+from annette.estimate import estimate, estimate_many
+from annette.fit import fit_cache, fit_overhead, fit_records, fit_store
+from annette.hardware import CacheModel, HardwareModel, layer_weight_bytes
 
 KINDS = ("roofline", "refined", "mixed")
 
@@ -190,3 +192,56 @@ def test_types_without_benchmarks_use_the_generic_default_and_say_so(fitted, rec
     assert r is not None and r.type == "*" and "default for types without a model" in r.note
     strict_hw, _ = fit_records(records, kinds=("roofline",), seed=1, generic_default=False)
     assert strict_hw.default_type is None and strict_hw.resolve("ReduceL2", "roofline") is None
+
+
+# -- the cache model -----------------------------------------------------------------------------------------
+MB = 2**20
+
+
+def _chain(c: int, n: int, name: str):  # type: ignore[no-untyped-def]
+    """n 3x3 convolutions of c channels at 4x4: 36·c² bytes of fp32 weights (+ bias) each."""
+    b = hwsynth.Builder(name, (1, c, 4, 4))
+    y = b.input
+    for _ in range(n):
+        y = b.conv(y, c)
+    return b.graph(y)
+
+
+def test_cache_model_charges_only_layers_that_fit_in_graphs_that_do_not() -> None:
+    cache = CacheModel(capacity_bytes=32 * MB, bandwidth_bytes_per_s=10e9)
+    assert cache.extra_ms(8 * MB, 16 * MB) == 0.0  # the whole graph stays cached
+    assert cache.extra_ms(8 * MB, 64 * MB) == pytest.approx(1e3 * 8 * MB / 10e9, rel=1e-12)
+    assert cache.extra_ms(40 * MB, 64 * MB) == 0.0  # its own benchmark fetched it too
+    with pytest.raises(ValueError, match="positive"):
+        CacheModel.from_dict({"capacity_bytes": 0, "bandwidth_bytes_per_s": 1e9})
+
+
+def test_fit_cache_recovers_capacity_and_bandwidth_and_estimate_applies_it(fitted) -> None:  # type: ignore[no-untyped-def]
+    hw, _ = fitted
+    truth = CacheModel(capacity_bytes=32 * MB, bandwidth_bytes_per_s=12e9)
+    # totals from 1.2 MB to 302 MB, with some on either side of the capacity (26 MB, 38 MB)
+    graphs = [_chain(c, n, f"chain{c}x{n}") for c in (128, 256, 512) for n in (2, 4, 8, 11, 16, 32)]
+    warm = [e.total_ms for e in estimate_many(graphs, hw)]
+    records = []
+    for g, t in zip(graphs, warm, strict=True):
+        total = sum(layer_weight_bytes(layer) for layer in g.layers)
+        label = t + sum(truth.extra_ms(layer_weight_bytes(layer), total) for layer in g.layers)
+        rec = hwsynth.record(g, "multi", "cache_conv", np.random.default_rng(0), profile=False)
+        samples = (label,) * 5
+        records.append(replace(rec, measurement=replace(rec.measurement, samples_ms=samples, label_ms=label,
+                                                         median_ms=label, min_ms=label)))
+    cache = fit_cache(records, hw)
+    assert cache is not None and cache.capacity_bytes == 32 * MB
+    assert cache.bandwidth_bytes_per_s == pytest.approx(12e9, rel=1e-6)
+    with_cache = replace(hw, cache=cache)
+    again = HardwareModel.from_dict(json.loads(json.dumps(with_cache.to_dict())))
+    assert again.cache == cache
+    big = graphs[-1]  # 32 x 512-channel convolutions: 302 MB of weights, each 9.4 MB
+    extra = sum(cache.extra_ms(layer_weight_bytes(layer), math.inf) for layer in big.layers)
+    assert estimate(big, again).total_ms - estimate(big, hw).total_ms == pytest.approx(extra, rel=1e-9)
+    small = graphs[0]  # 2 x 128 channels: 1.2 MB, cached
+    assert estimate(small, again).total_ms == estimate(small, hw).total_ms
+    # no cache effect in the data: no model
+    plain = [replace(r, measurement=replace(r.measurement, label_ms=t, samples_ms=(t,) * 5, median_ms=t, min_ms=t))
+             for r, t in zip(records, warm, strict=True)]
+    assert fit_cache(plain, hw) is None

@@ -32,7 +32,7 @@ import numpy as np
 from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
-from annette.hardware import KIND_FALLBACKS, HardwareModel, Resolved
+from annette.hardware import KIND_FALLBACKS, CacheModel, HardwareModel, Resolved, layer_weight_bytes
 from annette.layers.features import (
     DistinctRows,
     Features,
@@ -159,6 +159,7 @@ class Estimate:
     _table: _Table = field(repr=False, compare=False)
     _graph: int = field(repr=False, compare=False)  # index in the table's graphs
     _start: int = field(repr=False, compare=False)  # first executed layer in the table's columns
+    cache_ms: float = 0.0  # weights fetched again in a network larger than the cache (included in layers' time_ms)
 
     @cached_property
     def layers(self) -> tuple[LayerEstimate, ...]:
@@ -180,6 +181,7 @@ class Estimate:
             "total_ms": self.total_ms,
             "run_overhead_ms": self.run_overhead_ms,
             "node_overhead_ms": self.node_overhead_ms,
+            "cache_ms": self.cache_ms,
             "n_executed": self.n_executed,
             "removed": list(self.removed),
             "layers": [layer.to_dict() for layer in self.layers],
@@ -274,6 +276,9 @@ def estimate_many(
         row_times[idx] = np.maximum(models[key].model.predict(sub) + hw.overhead.per_node_ms, 0.0)
         bounds[idx] = _bound(hw, models[key], sub)
     times = row_times[inverse]
+    extra = None if hw.cache is None else _cache_extra(hw.cache, graphs, distinct.layers, inverse, sizes)
+    if extra is not None:
+        times = times + extra
     table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost)
 
     missing = np.isnan(times)
@@ -298,6 +303,7 @@ def estimate_many(
             _table=table,
             _graph=index,
             _start=start,
+            cache_ms=0.0 if extra is None else float(extra[start:stop].sum()),
         )
         if strict and est.n_unsupported:
             bad = est.unsupported
@@ -309,6 +315,23 @@ def estimate_many(
         out.append(est)
         start = stop
     return out
+
+
+def _cache_extra(
+    cache: CacheModel, graphs: Sequence[Graph], rows: Sequence[ExecutedLayer], inverse: np.ndarray, sizes: list[int]
+) -> np.ndarray:
+    """Per executed layer of all graphs: the time its weights take to fetch again (see CacheModel), in graphs
+    whose weights exceed the cache."""
+    row_extra = np.array(
+        [0.0 if ex.inserted else sum(cache.extra_ms(layer_weight_bytes(m), math.inf) for m in ex.members) for ex in rows]
+    )
+    extra = np.zeros(len(inverse))
+    start = 0
+    for g, size in zip(graphs, sizes, strict=True):
+        if sum(layer_weight_bytes(layer) for layer in g.layers) > cache.capacity_bytes:
+            extra[start : start + size] = row_extra[inverse[start : start + size]]
+        start += size
+    return extra
 
 
 def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:

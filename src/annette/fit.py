@@ -36,7 +36,7 @@ import numpy as np
 import annette
 from annette.bench.records import BenchRecord, Target
 from annette.errors import HardwareModelError
-from annette.hardware import KIND_FALLBACKS, HardwareModel, Overhead
+from annette.hardware import KIND_FALLBACKS, CacheModel, HardwareModel, Overhead, layer_weight_bytes
 from annette.layers import KINDS, LAYER_MODELS, LayerModel
 from annette.layers.features import GENERIC_TYPE, Features, executed_type, extract
 from annette.mapping.apply import apply
@@ -489,9 +489,65 @@ def _provenance(
     }
 
 
-def fit_store(store_dir: str | Path | Sequence[str | Path], **opts: Any) -> tuple[HardwareModel, FitReport]:
+CACHE_CANDIDATES_MB = tuple(2 ** (k / 2) for k in range(4, 23))  # 4 MB ... 2 GB in steps of sqrt(2)
+
+
+def fit_cache(records: Iterable[BenchRecord], hw: HardwareModel, *, kind: str = "mixed") -> CacheModel | None:
+    """The cache model (see :class:`annette.hardware.CacheModel`) from cache-pressure records: blocks whose
+    weights add up to more or less than the cache holds, measured end to end.
+
+    For each candidate capacity C, the measured time less ``hw``'s estimate (no cache model) is fitted as
+    Σ weight bytes / B over the layers the model charges (weighted least squares, 1/measured weights, B > 0);
+    the C with the smallest residual wins. None where fewer than 5 records are usable or no capacity explains
+    at least 10 % of the residual (the target shows no cache effect at these sizes)."""
+    usable = [
+        r for r in records
+        if r.status == "ok" and r.graph is not None and r.measurement is not None and r.target.key == hw.target.key
+    ]  # fmt: skip
+    if len(usable) < 5:
+        return None
+    from annette.estimate import estimate_many
+
+    estimates = estimate_many([r.graph for r in usable if r.graph is not None], replace(hw, cache=None), kind=kind)
+    label = np.array([r.measurement.label_ms for r in usable if r.measurement is not None])
+    y = label - np.array([e.total_ms for e in estimates])
+    w = 1.0 / label
+    sizes = [[layer_weight_bytes(layer) for layer in r.graph.layers] for r in usable if r.graph is not None]
+    totals = [sum(s) for s in sizes]
+    base = float(np.sum((w * y) ** 2))
+    best: tuple[float, float, float] | None = None  # (sse, capacity, ms per byte)
+    for mb in CACHE_CANDIDATES_MB:
+        unit = CacheModel(mb * 2**20, 1e3)  # bandwidth 1e3 B/s: extra_ms is the charged bytes
+        x = np.array([sum(unit.extra_ms(b, total) for b in s) for s, total in zip(sizes, totals, strict=True)])
+        denom = float(np.sum((w * x) ** 2))
+        if denom == 0:
+            continue
+        k = float(np.sum(w * w * x * y)) / denom
+        if k <= 0:
+            continue
+        sse = float(np.sum((w * (y - k * x)) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, unit.capacity_bytes, k)
+    if best is None or best[0] > 0.9 * base:
+        return None
+    sse, capacity, k = best
+    before = 100 * float(np.mean(np.abs(y) / label))
+    after = 100 * float(np.mean(np.abs(y - k * np.array(
+        [sum(CacheModel(capacity, 1e3).extra_ms(b, t) for b in s) for s, t in zip(sizes, totals, strict=True)]
+    )) / label))  # fmt: skip
+    return CacheModel(
+        capacity, 1e3 / k, len(usable),
+        f"weighted least squares over {len(usable)} cache-pressure records ({kind} estimates): MAPE "
+        f"{before:.1f} % without, {after:.1f} % with the cache model",
+    )  # fmt: skip
+
+
+def fit_store(
+    store_dir: str | Path | Sequence[str | Path], cache_dirs: Sequence[str | Path] = (), **opts: Any
+) -> tuple[HardwareModel, FitReport]:
     """Fit a hardware model from one benchmark store directory or several (e.g. a campaign and a targeted one;
-    their records are pooled), with the options of :func:`fit_records`."""
+    their records are pooled), with the options of :func:`fit_records`; then its cache model from the stores
+    in ``cache_dirs`` (:func:`fit_cache`), where given."""
     from annette.bench.store import BenchStore
 
     dirs = [Path(store_dir)] if isinstance(store_dir, (str, Path)) else [Path(d) for d in store_dir]
@@ -500,4 +556,12 @@ def fit_store(store_dir: str | Path | Sequence[str | Path], **opts: Any) -> tupl
     records = [r for d in dirs for r in BenchStore(d, create=False).records(status=None)]
     stores = [str(d.resolve()) for d in dirs]
     extra = {"store": stores[0] if len(stores) == 1 else stores, **dict(opts.pop("provenance", None) or {})}
-    return fit_records(records, provenance=extra, **opts)
+    if cache_dirs:
+        extra["cache_store"] = [str(Path(d).resolve()) for d in cache_dirs]
+    hw, report = fit_records(records, provenance=extra, **opts)
+    if cache_dirs:
+        cache_records = [r for d in cache_dirs for r in BenchStore(Path(d), create=False).records()]
+        cache = fit_cache(cache_records, hw, kind="mixed" if "mixed" in hw.kinds else hw.kinds[-1])
+        logger.info("cache model: %s", cache)
+        hw = replace(hw, cache=cache)
+    return hw, report

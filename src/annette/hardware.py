@@ -22,6 +22,7 @@ from typing import Any
 
 from annette.bench.records import Target
 from annette.errors import HardwareModelError, UnknownNameError
+from annette.graph.ir import Layer
 from annette.layers import KINDS, LayerModel
 from annette.layers.features import ALL_FEATURE_NAMES, FEATURE_NAMES, FEATURES, ElementBits, type_fallbacks
 from annette.mapping.rules import MappingRules
@@ -75,6 +76,52 @@ class Overhead:
 
 
 @dataclass(frozen=True)
+class CacheModel:
+    """Weights that are not in the cache when their layer runs. Layer models are fitted on benchmarks that run
+    one block again and again, so its weights stay cached; in a network whose weights add up to more than
+    ``capacity_bytes``, each layer whose own weights fit in that capacity fetches them again on every run,
+    which costs ``weight bytes / bandwidth_bytes_per_s`` more than its layer model says. (Layers with more
+    weights than the capacity fetched them in their benchmarks too.) Fitted from cache-pressure benchmarks
+    (``annette.fit.fit_cache``)."""
+
+    capacity_bytes: float
+    bandwidth_bytes_per_s: float
+    n_records: int = 0
+    method: str = ""
+
+    def extra_ms(self, layer_weight_bytes: float, graph_weight_bytes: float) -> float:
+        """The added time of one graph layer with ``layer_weight_bytes`` in a graph with ``graph_weight_bytes``."""
+        if graph_weight_bytes <= self.capacity_bytes or layer_weight_bytes > self.capacity_bytes:
+            return 0.0
+        return 1e3 * layer_weight_bytes / self.bandwidth_bytes_per_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "capacity_bytes": self.capacity_bytes,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            "n_records": self.n_records,
+            "method": self.method,
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> CacheModel:
+        cache = CacheModel(
+            capacity_bytes=float(d["capacity_bytes"]),
+            bandwidth_bytes_per_s=float(d["bandwidth_bytes_per_s"]),
+            n_records=int(d.get("n_records", 0)),
+            method=str(d.get("method", "")),
+        )
+        if not (cache.capacity_bytes > 0 and cache.bandwidth_bytes_per_s > 0):
+            raise ValueError(f"cache capacity and bandwidth must be positive, got {cache}")
+        return cache
+
+
+def layer_weight_bytes(layer: Layer) -> float:
+    """Bytes of a graph layer's weights (as stored: the graph's dtypes)."""
+    return float(sum(t.nbytes for t in layer.weights))
+
+
+@dataclass(frozen=True)
 class Resolved:
     """Which model predicts an executed-layer type under a requested kind, and why, if not the obvious one."""
 
@@ -102,6 +149,8 @@ class HardwareModel:
     default_type: str | None = None
     # Bytes counted at these element widths instead of the graph's dtypes (see ElementBits); None: dtypes.
     element_bits: ElementBits | None = None
+    # Weights fetched again in networks larger than the cache (see CacheModel); None: not modelled.
+    cache: CacheModel | None = None
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -161,6 +210,7 @@ class HardwareModel:
             "quality": dict(self.quality),
             "default_type": self.default_type,
             "element_bits": None if self.element_bits is None else self.element_bits.to_dict(),
+            "cache": None if self.cache is None else self.cache.to_dict(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -219,6 +269,10 @@ class HardwareModel:
             bits = None if d.get("element_bits") is None else ElementBits.from_dict(d["element_bits"])
         except (KeyError, TypeError, ValueError) as exc:
             raise HardwareModelError(f"{source}: malformed element_bits: {exc!r}") from exc
+        try:
+            cache = None if d.get("cache") is None else CacheModel.from_dict(d["cache"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HardwareModelError(f"{source}: malformed cache model: {exc!r}") from exc
         return HardwareModel(
             name=str(d["name"]),
             target=target,
@@ -231,6 +285,7 @@ class HardwareModel:
             quality=dict(d.get("quality", {})),
             default_type=None if default_type is None else str(default_type),
             element_bits=bits,
+            cache=cache,
         )
 
     @staticmethod

@@ -45,6 +45,10 @@ def fit(
         help="Estimate op types no benchmark covered with the generic model (noted per layer), "
         "instead of reporting them unsupported.",
     ),
+    cache_store: list[Path] = typer.Option(
+        None, "--cache-store",
+        help="Store of cache-pressure blocks (benchmarks/cache_pressure.py) to fit the cache model from.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the fit report as JSON."),
 ) -> None:
     """Fit a hardware model (mapping rules + layer models) from one or more benchmark stores."""
@@ -59,7 +63,7 @@ def fit(
         hw, report = fit_store(
             store_dirs, kinds=_kinds(kinds), seed=seed, holdout=holdout, name=name,
             exclude_flags=tuple(exclude_flag or ()), use_networks=use_networks, target_key=target, progress=progress,
-            generic_default=generic_default,
+            generic_default=generic_default, cache_dirs=tuple(cache_store or ()),
         )
     hw.save(out)
     doc = report.to_dict()
@@ -79,6 +83,10 @@ def fit(
     o = report.overhead
     console.print(f"overhead {o.per_node_ms * 1e3:.2f} µs/node + {o.per_run_ms * 1e3:.2f} µs/run ({o.method})",
                   highlight=False)
+    if hw.cache is not None:
+        c = hw.cache
+        console.print(f"cache: {c.capacity_bytes / 2**20:.0f} MiB, weights fetched again at "
+                      f"{c.bandwidth_bytes_per_s / 1e9:.1f} GB/s ({c.method})", highlight=False)
     for line in report.rules:
         console.print(f"  {escape(line)}", highlight=False)
     if report.skipped:
@@ -124,7 +132,8 @@ def estimate(
     console.print(
         f"{len(est.layers)} executed layers, {len(est.removed)} graph layers removed; "
         f"{est.run_overhead_ms * 1e3:.2f} µs per run (and {est.node_overhead_ms * 1e3:.2f} µs per node, included in "
-        f"each layer's time); total "
+        f"each layer's time)" + (f"; {est.cache_ms:.4f} ms of weights fetched again (network larger than the cache, "
+        "included)" if est.cache_ms else "") + "; total "
         f"{est.total_ms:.4f} ms" + (f"; [red]{n_bad} unsupported layer(s) not in the total[/]" if n_bad else ""),
         highlight=False,
     )

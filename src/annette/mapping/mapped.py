@@ -81,6 +81,7 @@ class Flow:
         self.removed = frozenset(removed)
         self._outputs = frozenset(graph.outputs)
         self._consumers: dict[str, tuple[list[str], bool]] = {}
+        self._next: dict[str, Layer | None] = {}
 
     def source(self, tensor: str) -> str | None:
         """The kept layer whose output reaches ``tensor`` (None for a graph input)."""
@@ -153,17 +154,23 @@ class Flow:
 
     def single_consumer(self, layer: Layer) -> Layer | None:
         """The one kept layer ``layer`` feeds, or None (several, none, or a graph output): the next link of a chain."""
+        name = layer.name
+        if name in self._next:  # fusion walks ask for the same links again
+            return self._next[name]
+        nxt: Layer | None
         if not self.removed and len(layer.outputs) == 1:  # fast path, same result as through consumers()
             tensor = layer.outputs[0].name
             readers = self.graph.consumers.get(tensor)
             if not readers or tensor in self._outputs:
-                return None
-            first = readers[0]
-            if len(readers) > 1 and any(r != first for r in readers):
-                return None
-            return self.graph.by_name[first]
-        consumers, leaves = self.consumers(layer)
-        return None if leaves or len(consumers) != 1 else self.graph.by_name[consumers[0]]
+                nxt = None
+            else:
+                first = readers[0]
+                nxt = None if len(readers) > 1 and any(r != first for r in readers) else self.graph.by_name[first]
+        else:
+            consumers, leaves = self.consumers(layer)
+            nxt = None if leaves or len(consumers) != 1 else self.graph.by_name[consumers[0]]
+        self._next[name] = nxt
+        return nxt
 
     def next_op(self, layer: Layer) -> str | None:
         """The op type of the one kept layer ``layer`` feeds, or None (several, none, or a graph output)."""
