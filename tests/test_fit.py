@@ -14,7 +14,8 @@ from annette.bench.records import Measurement
 from annette.errors import BenchStoreError, HardwareModelError
 from annette.estimate import estimate, estimate_many
 from annette.fit import fit_cache, fit_overhead, fit_records, fit_store
-from annette.hardware import CacheModel, HardwareModel, layer_weight_bytes
+from annette.graph.ir import Layer
+from annette.hardware import CacheModel, HardwareModel
 
 KINDS = ("roofline", "refined", "mixed")
 
@@ -198,6 +199,10 @@ def test_types_without_benchmarks_use_the_generic_default_and_say_so(fitted, rec
 MB = 2**20
 
 
+def layer_weight_bytes(layer: Layer) -> float:
+    return float(sum(t.nbytes for t in layer.weights))
+
+
 def _chain(c: int, n: int, name: str):  # type: ignore[no-untyped-def]
     """n 3x3 convolutions of c channels at 4x4: 36·c² bytes of fp32 weights (+ bias) each."""
     b = hwsynth.Builder(name, (1, c, 4, 4))
@@ -225,7 +230,7 @@ def test_fit_cache_recovers_capacity_and_bandwidth_and_estimate_applies_it(fitte
     records = []
     for g, t in zip(graphs, warm, strict=True):
         total = sum(layer_weight_bytes(layer) for layer in g.layers)
-        label = t + sum(truth.extra_ms(layer_weight_bytes(layer), total) for layer in g.layers)
+        label = t + float(sum(truth.extra_ms(layer_weight_bytes(layer), total) for layer in g.layers))
         rec = hwsynth.record(g, "multi", "cache_conv", np.random.default_rng(0), profile=False)
         samples = (label,) * 5
         records.append(replace(rec, measurement=replace(rec.measurement, samples_ms=samples, label_ms=label,
@@ -237,8 +242,10 @@ def test_fit_cache_recovers_capacity_and_bandwidth_and_estimate_applies_it(fitte
     again = HardwareModel.from_dict(json.loads(json.dumps(with_cache.to_dict())))
     assert again.cache == cache
     big = graphs[-1]  # 32 x 512-channel convolutions: 302 MB of weights, each 9.4 MB
-    extra = sum(cache.extra_ms(layer_weight_bytes(layer), math.inf) for layer in big.layers)
-    assert estimate(big, again).total_ms - estimate(big, hw).total_ms == pytest.approx(extra, rel=1e-9)
+    extra = float(sum(cache.extra_ms(layer_weight_bytes(layer), math.inf) for layer in big.layers))
+    est = estimate(big, again)
+    assert est.total_ms - estimate(big, hw).total_ms == pytest.approx(extra, rel=1e-9)
+    assert est.cache_ms == pytest.approx(extra, rel=1e-9)
     small = graphs[0]  # 2 x 128 channels: 1.2 MB, cached
     assert estimate(small, again).total_ms == estimate(small, hw).total_ms
     # no cache effect in the data: no model

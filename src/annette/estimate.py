@@ -32,7 +32,7 @@ import numpy as np
 from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
-from annette.hardware import KIND_FALLBACKS, CacheModel, HardwareModel, Resolved, layer_weight_bytes
+from annette.hardware import KIND_FALLBACKS, CacheModel, HardwareModel, Resolved
 from annette.layers.features import (
     DistinctRows,
     Features,
@@ -248,7 +248,8 @@ def estimate_many(
         sizes.append(len(plan.items))
         removed.append(plan.removed)
     inverse = np.array(row_of, dtype=np.intp)
-    X = distinct.features().select(hw.feature_names)
+    everything = distinct.features()
+    X = everything.select(hw.feature_names)
     types = [executed_type(ex) for ex in distinct.layers]
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
     zero_cost = frozenset(
@@ -276,7 +277,7 @@ def estimate_many(
         row_times[idx] = np.maximum(models[key].model.predict(sub) + hw.overhead.per_node_ms, 0.0)
         bounds[idx] = _bound(hw, models[key], sub)
     times = row_times[inverse]
-    extra = None if hw.cache is None else _cache_extra(hw.cache, graphs, distinct.layers, inverse, sizes)
+    extra = None if hw.cache is None else _cache_extra(hw.cache, everything.column("weight_bytes"), inverse, sizes)
     if extra is not None:
         times = times + extra
     table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost)
@@ -317,21 +318,14 @@ def estimate_many(
     return out
 
 
-def _cache_extra(
-    cache: CacheModel, graphs: Sequence[Graph], rows: Sequence[ExecutedLayer], inverse: np.ndarray, sizes: list[int]
-) -> np.ndarray:
-    """Per executed layer of all graphs: the time its weights take to fetch again (see CacheModel), in graphs
-    whose weights exceed the cache."""
-    row_extra = np.array(
-        [0.0 if ex.inserted else sum(cache.extra_ms(layer_weight_bytes(m), math.inf) for m in ex.members) for ex in rows]
-    )
-    extra = np.zeros(len(inverse))
-    start = 0
-    for g, size in zip(graphs, sizes, strict=True):
-        if sum(layer_weight_bytes(layer) for layer in g.layers) > cache.capacity_bytes:
-            extra[start : start + size] = row_extra[inverse[start : start + size]]
-        start += size
-    return extra
+def _cache_extra(cache: CacheModel, row_weight_bytes: np.ndarray, inverse: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Per executed layer of all graphs: the time its weights take to fetch again (see CacheModel) in graphs
+    whose executed layers' weights exceed the cache."""
+    w = np.nan_to_num(row_weight_bytes)[inverse]
+    cum = np.concatenate([[0.0], np.cumsum(w)])
+    bounds = np.cumsum([0, *sizes])
+    totals = cum[bounds[1:]] - cum[bounds[:-1]]  # per graph
+    return cache.extra_ms(w, np.repeat(totals, sizes))
 
 
 def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:

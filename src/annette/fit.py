@@ -36,7 +36,7 @@ import numpy as np
 import annette
 from annette.bench.records import BenchRecord, Target
 from annette.errors import HardwareModelError
-from annette.hardware import KIND_FALLBACKS, CacheModel, HardwareModel, Overhead, layer_weight_bytes
+from annette.hardware import KIND_FALLBACKS, CacheModel, HardwareModel, Overhead
 from annette.layers import KINDS, LAYER_MODELS, LayerModel
 from annette.layers.features import GENERIC_TYPE, Features, executed_type, extract
 from annette.mapping.apply import apply
@@ -508,33 +508,31 @@ def fit_cache(records: Iterable[BenchRecord], hw: HardwareModel, *, kind: str = 
         return None
     from annette.estimate import estimate_many
 
-    estimates = estimate_many([r.graph for r in usable if r.graph is not None], replace(hw, cache=None), kind=kind)
+    graphs = [r.graph for r in usable if r.graph is not None]
     label = np.array([r.measurement.label_ms for r in usable if r.measurement is not None])
-    y = label - np.array([e.total_ms for e in estimates])
+    y = label - np.array([e.total_ms for e in estimate_many(graphs, replace(hw, cache=None), kind=kind)])
     w = 1.0 / label
-    sizes = [[layer_weight_bytes(layer) for layer in r.graph.layers] for r in usable if r.graph is not None]
-    totals = [sum(s) for s in sizes]
     base = float(np.sum((w * y) ** 2))
-    best: tuple[float, float, float] | None = None  # (sse, capacity, ms per byte)
+
+    def charged(capacity: float) -> np.ndarray:
+        """Bytes the cache model charges per graph (at 1e3 B/s its cache_ms are bytes)."""
+        unit = replace(hw, cache=CacheModel(capacity, 1e3))
+        return np.array([e.cache_ms for e in estimate_many(graphs, unit, kind=kind)])
+
+    best: tuple[float, float, float, np.ndarray] | None = None  # (sse, capacity, ms per byte, charged bytes)
     for mb in CACHE_CANDIDATES_MB:
-        unit = CacheModel(mb * 2**20, 1e3)  # bandwidth 1e3 B/s: extra_ms is the charged bytes
-        x = np.array([sum(unit.extra_ms(b, total) for b in s) for s, total in zip(sizes, totals, strict=True)])
+        x = charged(mb * 2**20)
         denom = float(np.sum((w * x) ** 2))
-        if denom == 0:
-            continue
-        k = float(np.sum(w * w * x * y)) / denom
+        k = float(np.sum(w * w * x * y)) / denom if denom else 0.0
         if k <= 0:
             continue
         sse = float(np.sum((w * (y - k * x)) ** 2))
         if best is None or sse < best[0]:
-            best = (sse, unit.capacity_bytes, k)
+            best = (sse, mb * 2**20, k, x)
     if best is None or best[0] > 0.9 * base:
         return None
-    sse, capacity, k = best
-    before = 100 * float(np.mean(np.abs(y) / label))
-    after = 100 * float(np.mean(np.abs(y - k * np.array(
-        [sum(CacheModel(capacity, 1e3).extra_ms(b, t) for b in s) for s, t in zip(sizes, totals, strict=True)]
-    )) / label))  # fmt: skip
+    _, capacity, k, x = best
+    before, after = (100 * float(np.mean(np.abs(r) / label)) for r in (y, y - k * x))
     return CacheModel(
         capacity, 1e3 / k, len(usable),
         f"weighted least squares over {len(usable)} cache-pressure records ({kind} estimates): MAPE "

@@ -20,9 +20,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 from annette.bench.records import Target
 from annette.errors import HardwareModelError, UnknownNameError
-from annette.graph.ir import Layer
 from annette.layers import KINDS, LayerModel
 from annette.layers.features import ALL_FEATURE_NAMES, FEATURE_NAMES, FEATURES, ElementBits, type_fallbacks
 from annette.mapping.rules import MappingRules
@@ -89,11 +91,12 @@ class CacheModel:
     n_records: int = 0
     method: str = ""
 
-    def extra_ms(self, layer_weight_bytes: float, graph_weight_bytes: float) -> float:
-        """The added time of one graph layer with ``layer_weight_bytes`` in a graph with ``graph_weight_bytes``."""
-        if graph_weight_bytes <= self.capacity_bytes or layer_weight_bytes > self.capacity_bytes:
-            return 0.0
-        return 1e3 * layer_weight_bytes / self.bandwidth_bytes_per_s
+    def extra_ms(self, layer_weight_bytes: ArrayLike, graph_weight_bytes: ArrayLike) -> np.ndarray:
+        """The added time of layers with ``layer_weight_bytes`` in graphs with ``graph_weight_bytes`` (arrays
+        broadcast; a graph's weights are those of its executed layers)."""
+        w = np.asarray(layer_weight_bytes, dtype=np.float64)
+        charged = (np.asarray(graph_weight_bytes) > self.capacity_bytes) & (w <= self.capacity_bytes)
+        return np.where(charged, 1e3 * w / self.bandwidth_bytes_per_s, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,11 +117,6 @@ class CacheModel:
         if not (cache.capacity_bytes > 0 and cache.bandwidth_bytes_per_s > 0):
             raise ValueError(f"cache capacity and bandwidth must be positive, got {cache}")
         return cache
-
-
-def layer_weight_bytes(layer: Layer) -> float:
-    """Bytes of a graph layer's weights (as stored: the graph's dtypes)."""
-    return float(sum(t.nbytes for t in layer.weights))
 
 
 @dataclass(frozen=True)

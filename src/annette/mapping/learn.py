@@ -335,14 +335,19 @@ def _fusion_rule(
     for value, right in ((True, closed), (False, n - closed)):
         if best is None or (right, 1) > best[:2]:
             best = (right, 1, value)
-    if best is not None and best[0] / n >= min_agreement:
-        cond = best[2]
-        if isinstance(cond, bool):
-            return FusionRule(pattern, (), _with(evidence, n, best[0]), closed=cond)
-        if isinstance(cond, ShapeCondition):
-            return FusionRule(pattern, (), _with(evidence, n, best[0]), shape_conditions=(cond,))
-        return FusionRule(pattern, (cond,), _with(evidence, n, best[0]))
-    return None
+    if best is None or best[0] / n < min_agreement:
+        return None
+    cond = best[2]
+    if isinstance(cond, bool):
+        rule = FusionRule(pattern, (), _with(evidence, n, best[0]), closed=cond)
+    elif isinstance(cond, ShapeCondition):
+        rule = FusionRule(pattern, (), _with(evidence, n, best[0]), shape_conditions=(cond,))
+    else:
+        rule = FusionRule(pattern, (cond,), _with(evidence, n, best[0]))
+    # a condition that is right by refusing (nearly) every chain is no fusion rule: it must fuse real ones
+    if sum(fused and rule.allows(chain) for chain, fused in instances) < min_instances:
+        return None
+    return rule
 
 
 MAX_ATTR_VALUES = 4  # an attribute condition listing more values than this is memorisation, not a rule
