@@ -279,26 +279,29 @@ def convert_layouts(
     before: set[int] = set()
     after: set[int] = set()
     # an item's external inputs are all produced before its last member: visit items in that order
+    layout_ops = layouts.ops
     for i in sorted(last, key=last.__getitem__):
         members = cast(Kept, items[i])[0]
-        flags: list[bool] = []  # per external input: blocked?
-        blocked_sources: list[int] = []
+        n_inputs = 0  # external activation inputs
+        blocked_sources: list[int] = []  # the items producing the blocked ones
         for m in members:
             for t in m.inputs:
                 src = source(t.name)
                 if src is None:
-                    if t.name in graph_inputs:
-                        flags.append(False)
+                    n_inputs += t.name in graph_inputs
                     continue
                 j = holder[src]
                 if j != i:
+                    n_inputs += 1
                     if blocked[j]:
-                        flags.append(True)
                         blocked_sources.append(j)
-                    else:
-                        flags.append(False)
-        key = "blocked" if flags and all(flags) else ("mixed" if blocked_sources else "plain")
         primary = members[0]
+        if primary.op not in layout_ops:
+            blocked[i] = False
+            if blocked_sources:
+                after.update(blocked_sources)
+            continue
+        key = "plain" if not blocked_sources else ("blocked" if len(blocked_sources) == n_inputs else "mixed")
         try:
             memo_key: tuple[object, ...] | None = (
                 primary.op,
@@ -317,7 +320,7 @@ def convert_layouts(
         runs_blocked, converts = decision
         blocked[i] = runs_blocked
         if runs_blocked:
-            if converts and flags and key != "blocked":
+            if converts and n_inputs and key != "blocked":
                 before.add(i)
         elif blocked_sources:
             after.update(blocked_sources)

@@ -348,6 +348,11 @@ class Layouts:
         return dict(out)
 
     @cached_property
+    def ops(self) -> frozenset[str]:
+        """The ops that can run blocked."""
+        return frozenset(r.op for r in self.blocked)
+
+    @cached_property
     def converts_by_op(self) -> dict[str, list[LayoutRule]]:
         out: dict[str, list[LayoutRule]] = defaultdict(list)
         for r in self.converts:
