@@ -20,6 +20,7 @@ from annette.mapping.mapped import (
     ExecutedLayer,
     Flow,
     MappedGraph,
+    duplicates,
     inserted_layer,
     inserted_tensor,
     neighbour_ops,
@@ -104,6 +105,7 @@ class Mapper:
         self._holding: dict[tuple[object, ...], tuple[_Insertion, ...]] = {}
         # (op, input layout, first input shape, first output shape, group) -> (runs blocked, converts plain input)
         self._layout_memo: dict[tuple[object, ...], tuple[bool, bool]] = {}
+        self._merge_ops = frozenset(r.op for r in rules.merges)
 
     def map(self, graph: Graph) -> MappedGraph:
         """The executed layers of ``graph``, in execution order (see :meth:`plan`)."""
@@ -118,8 +120,14 @@ class Mapper:
         hits: Counter[str] = Counter()
         removals = self.rules.removals_by_op
         removed: list[str] = []
+        merged = duplicates(graph, self._merge_ops) if self._merge_ops else {}
+        for name in merged:
+            removed.append(name)
+            hits[f"merge:{graph.by_name[name].op}"] += 1
         if removals:
             for layer in graph.layers:
+                if layer.name in merged:
+                    continue
                 for r in removals.get(layer.op, ()):
                     if removal_applies(r, layer, graph):
                         removed.append(layer.name)

@@ -22,7 +22,14 @@ from statistics import median
 
 from annette.bench.records import BenchRecord, NodeProfile
 from annette.graph.ir import AttrValue, Graph, Layer
-from annette.mapping.mapped import GRAPH_INPUT, ExecutedLayer, Flow, inserted_layer, neighbour_keys
+from annette.mapping.mapped import (
+    GRAPH_INPUT,
+    ExecutedLayer,
+    Flow,
+    duplicates,
+    inserted_layer,
+    neighbour_keys,
+)
 from annette.mapping.rules import (
     AttrCondition,
     Evidence,
@@ -31,6 +38,7 @@ from annette.mapping.rules import (
     LayoutRule,
     Layouts,
     MappingRules,
+    MergeRule,
     RemovalRule,
     ShapeCondition,
     is_closed,
@@ -129,6 +137,7 @@ def learn_rules(
     records = [r for r in records if r.status == "ok" and r.graph is not None]
     runs = [run for run in map(read_profile, records) if run is not None]
     logger.info("learning mapping rules from %d records (%d with profiles)", len(records), len(runs))
+    merges = _learn_merges(runs, min_agreement, min_instances)
     removals = _learn_removals(runs, min_agreement, min_instances)
     timing = _timing_instances(records, alpha, run_overhead_ms)
     fusions = _learn_fusions(runs, timing, min_agreement, min_instances)
@@ -143,7 +152,7 @@ def learn_rules(
         "n_records": len(records),
         "n_profiled": len(runs),
     }
-    return MappingRules(tuple(fusions), tuple(removals), tuple(insertions), settings, layouts)
+    return MappingRules(tuple(fusions), tuple(removals), tuple(insertions), settings, layouts, tuple(merges))
 
 
 def _producer_op(graph: Graph, layer: Layer) -> str:
@@ -161,6 +170,36 @@ def _split(labels: Sequence[tuple[AttrValue, bool]]) -> tuple[tuple[AttrValue, .
     chosen = tuple(sorted((v for v in n if 2 * m[v] > n[v]), key=repr))
     right = sum(max(m[v], n[v] - m[v]) for v in n)
     return chosen, right
+
+
+def _learn_merges(runs: Sequence[ProfiledRun], min_agreement: float, min_instances: int) -> list[MergeRule]:
+    """Merge rules: repeated computations (:func:`duplicates`) that the profile does not run twice, i.e. where
+    the repeat and the original do not both have a node of their own."""
+    n: Counter[str] = Counter()
+    agree: Counter[str] = Counter()
+    records: dict[str, set[int]] = defaultdict(set)
+    for r, run in enumerate(runs):
+        dups = duplicates(run.graph, _AnyOp())
+        if not dups:
+            continue
+        alone = {m[0].name for m in run.members if len(m) == 1}
+        for dup, first in dups.items():
+            op = run.graph.by_name[dup].op
+            n[op] += 1
+            agree[op] += not (dup in alone and first in alone)
+            records[op].add(r)
+    return [
+        MergeRule(op, Evidence(len(records[op]), n[op], agree[op]))
+        for op in sorted(n)
+        if agree[op] >= min_instances and agree[op] / n[op] >= min_agreement
+    ]
+
+
+class _AnyOp:
+    """Every op type (a container for :func:`duplicates`)."""
+
+    def __contains__(self, op: object) -> bool:
+        return True
 
 
 def _learn_removals(runs: Sequence[ProfiledRun], min_agreement: float, min_instances: int) -> list[RemovalRule]:

@@ -6,7 +6,7 @@ shared by rule learning and rule application so that both see the same neighbour
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +191,27 @@ class Flow:
                 return None
             members.append(nxt)
         return tuple(members)
+
+
+def duplicates(graph: Graph, ops: Container[str]) -> dict[str, str]:
+    """Layers of ``ops`` that repeat an earlier layer's computation, each mapped to that earlier layer: same op,
+    same input tensors, same attributes, no weights, and not a graph output."""
+    seen: dict[tuple[object, ...], str] = {}
+    out: dict[str, str] = {}
+    outputs = set(graph.outputs)
+    for layer in graph.layers:
+        if layer.op not in ops or layer.weights or not layer.inputs:
+            continue
+        if any(t.name in outputs for t in layer.outputs):
+            continue
+        key = (layer.op, tuple([t.name for t in layer.inputs]), tuple(sorted(layer.attrs.items())))
+        try:
+            first = seen.setdefault(key, layer.name)
+        except TypeError:  # an unhashable attribute value
+            continue
+        if first != layer.name:
+            out[layer.name] = first
+    return out
 
 
 def inserted_tensor(anchor_members: Sequence[Layer], position: str) -> TensorSpec:

@@ -181,6 +181,27 @@ class RemovalRule:
         )
 
 
+@dataclass(frozen=True)
+class MergeRule:
+    """Layers of ``op`` that repeat an earlier layer's computation (same input tensors, same attributes, no
+    weights: e.g. two ReLUs of one tensor feeding two convolutions) run once: the target eliminates the common
+    subexpression. Applied like a removal (see :func:`annette.mapping.mapped.duplicates`)."""
+
+    op: str
+    evidence: Evidence = Evidence()
+
+    @property
+    def id(self) -> str:
+        return f"merge:{self.op}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "evidence": self.evidence.to_dict()}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> MergeRule:
+        return MergeRule(op=str(d["op"]), evidence=Evidence.from_dict(d.get("evidence", {})))
+
+
 SHAPE_VALUES = ("in_c", "out_c", "group")
 SHAPE_TESTS = ("mod", "ge", "eq", "nmod")
 
@@ -384,14 +405,15 @@ class Layouts:
 
 @dataclass(frozen=True)
 class MappingRules:
-    """An ordered rule set: removals first, then fusions (longest pattern first), then insertions, then the
-    layout conversions (where the target propagates a blocked layout)."""
+    """An ordered rule set: merges and removals first, then fusions (longest pattern first), then insertions,
+    then the layout conversions (where the target propagates a blocked layout)."""
 
     fusions: tuple[FusionRule, ...] = ()
     removals: tuple[RemovalRule, ...] = ()
     insertions: tuple[InsertionRule, ...] = ()
     settings: Mapping[str, Any] | None = None  # how the rules were learned (alpha, thresholds)
     layouts: Layouts | None = None
+    merges: tuple[MergeRule, ...] = ()
 
     @cached_property
     def removals_by_op(self) -> dict[str, list[RemovalRule]]:
@@ -422,6 +444,7 @@ class MappingRules:
             "removals": [r.to_dict() for r in self.removals],
             "insertions": [r.to_dict() for r in self.insertions],
             "layouts": None if self.layouts is None else self.layouts.to_dict(),
+            "merges": [r.to_dict() for r in self.merges],
             "settings": dict(self.settings or {}),
         }
 
@@ -439,6 +462,7 @@ class MappingRules:
                 insertions=tuple(InsertionRule.from_dict(r) for r in d["insertions"]),
                 settings=dict(d.get("settings", {})),
                 layouts=None if d.get("layouts") is None else Layouts.from_dict(d["layouts"]),
+                merges=tuple(MergeRule.from_dict(r) for r in d.get("merges", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HardwareModelError(f"malformed mapping rules: {exc!r}") from exc
@@ -446,7 +470,9 @@ class MappingRules:
     def summary(self) -> list[str]:
         """One line per rule with its evidence (for reports and the CLI)."""
         lines = []
-        rules: list[RemovalRule | FusionRule | InsertionRule] = [*self.removals, *self.fusions, *self.insertions]
+        rules: list[MergeRule | RemovalRule | FusionRule | InsertionRule] = [
+            *self.merges, *self.removals, *self.fusions, *self.insertions
+        ]
         for rule in rules:
             ev = rule.evidence
             agree = "-" if ev.agreement is None else f"{ev.agreement:.0%}"
