@@ -108,3 +108,27 @@ def test_learns_which_layers_run_blocked_and_the_conversions() -> None:
 def test_profiles_without_layout_names_learn_no_layouts() -> None:
     records = [replace(r, profile=tuple(replace(p, exec_type="") for p in r.profile)) for r in _campaign()]
     assert learn_rules(records).layouts is None
+
+
+def test_learns_and_applies_merges_of_repeated_computations() -> None:
+    """Two ReLUs of one tensor, each feeding a convolution: a target with common-subexpression elimination runs
+    one ReLU (its profile has no node of the repeat's own); one without runs both."""
+
+    def graph(c: int):  # type: ignore[no-untyped-def]
+        b = hwsynth.Builder(f"cse{c}", (1, c, 8, 8))
+        x = b.conv(b.input, c)
+        return b.graph(b.add(b.conv(b.relu(x), c), b.conv(b.relu(x), c)))
+
+    def record(c: int, merged: bool) -> BenchRecord:  # type: ignore[no-untyped-def]
+        g = graph(c)
+        names = [layer.name for layer in g.layers]  # conv, relu, conv, relu, conv, add
+        nodes = [(n, g.layer(n).op, (n,), "") for n in names if not (merged and n == names[3])]
+        return _profiled(g, nodes)
+
+    rules = learn_rules([record(c, True) for c in (8, 16, 24)])
+    assert [(m.op, m.evidence.n_instances, m.evidence.n_agree) for m in rules.merges] == [("Relu", 3, 3)]
+    assert MappingRules.from_dict(json.loads(json.dumps(rules.to_dict()))).merges == rules.merges
+    mapped = apply(graph(32), rules)
+    assert [e.primary.op for e in mapped.executed] == ["Conv", "Relu", "Conv", "Conv", "Add"]
+    assert mapped.removed == ("relu_3",) and mapped.rule_hits["merge:Relu"] == 1
+    assert learn_rules([record(c, False) for c in (8, 16, 24)]).merges == ()
