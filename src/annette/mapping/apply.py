@@ -282,7 +282,12 @@ def convert_layouts(
                 holder[m.name] = i
             last[i] = order[head[-1].name]
     graph_inputs = {t.name for t in graph.inputs}
-    source = graph.producer.get if not flow.removed else flow.source
+    producer, removed = graph.producer, flow.removed
+
+    def source(tensor: str) -> str | None:
+        src = producer.get(tensor)
+        return src if src is None or src not in removed else flow.source(tensor)
+
     blocked: dict[int, bool] = {}
     before: set[int] = set()
     after: set[int] = set()

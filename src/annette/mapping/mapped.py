@@ -106,10 +106,11 @@ class Flow:
         return cached
 
     def _find_consumers(self, layer: Layer) -> tuple[list[str], bool]:
-        if not self.removed and len(layer.outputs) == 1:  # fast path, same result: nothing to walk through
+        if len(layer.outputs) == 1:  # fast path, same result where no reader was removed: nothing to walk through
             tensor = layer.outputs[0].name
             readers = self.graph.consumers.get(tensor, ())
-            return list(readers if len(readers) < 2 else dict.fromkeys(readers)), tensor in self._outputs
+            if not self.removed or self.removed.isdisjoint(readers):
+                return list(readers if len(readers) < 2 else dict.fromkeys(readers)), tensor in self._outputs
         found: list[str] = []
         leaves = False
         stack = [t.name for t in layer.outputs]
@@ -158,10 +159,10 @@ class Flow:
         if name in self._next:  # fusion walks ask for the same links again
             return self._next[name]
         nxt: Layer | None
-        if not self.removed and len(layer.outputs) == 1:  # fast path, same result as through consumers()
-            tensor = layer.outputs[0].name
-            readers = self.graph.consumers.get(tensor)
-            if not readers or tensor in self._outputs:
+        readers = self.graph.consumers.get(layer.outputs[0].name, ()) if len(layer.outputs) == 1 else None
+        if readers is not None and (not self.removed or self.removed.isdisjoint(readers)):
+            # fast path, same result as through consumers(): no removed reader to walk through
+            if not readers or layer.outputs[0].name in self._outputs:
                 nxt = None
             else:
                 first = readers[0]
@@ -199,9 +200,10 @@ def duplicates(graph: Graph, ops: Container[str]) -> dict[str, str]:
     seen: dict[tuple[object, ...], str] = {}
     out: dict[str, str] = {}
     outputs = set(graph.outputs)
+    readers = graph.consumers
     for layer in graph.layers:
-        if layer.op not in ops or layer.weights or not layer.inputs:
-            continue
+        if layer.op not in ops or layer.weights or not layer.inputs or len(readers[layer.inputs[0].name]) < 2:
+            continue  # a repeat reads a tensor that its original reads too
         if any(t.name in outputs for t in layer.outputs):
             continue
         key = (layer.op, tuple([t.name for t in layer.inputs]), tuple(sorted(layer.attrs.items())))
