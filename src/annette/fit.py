@@ -273,8 +273,8 @@ def fit_records(
         f"({overhead.n_records} profiled records)")
     rules = learn_rules(fit_set, alpha=alpha, run_overhead_ms=overhead.per_run_ms)
     layout = "" if rules.layouts is None else f", {len(rules.layouts.blocked)} blocked-layout rules"
-    say(f"mapping: {len(rules.fusions)} fusions, {len(rules.removals)} removals, {len(rules.insertions)} insertions"
-        f"{layout}")
+    say(f"mapping: {len(rules.fusions)} fusions, {len(rules.removals)} removals, {len(rules.merges)} merges, "
+        f"{len(rules.insertions)} insertions{layout}")
 
     samples = collect_samples(fit_set, rules, overhead)
     X = extract(samples.layers)
