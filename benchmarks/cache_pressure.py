@@ -22,7 +22,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -64,8 +63,7 @@ def build(params: Mapping[str, Any]) -> Any:
 
 
 def main() -> None:
-    from annette.bench.measure import measure_model
-    from annette.bench.runner import DEFAULT_PROTOCOL
+    from annette.bench.measure import store_block
     from annette.bench.store import BenchStore
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,13 +82,9 @@ def main() -> None:
         if time.monotonic() > stop:
             break
         family = f"cache_{params['kind']}"
-        model = build(params)
-        rec = measure_model(model, backend=args.backend, profile=True, protocol=DEFAULT_PROTOCOL)
-        cid = hashlib.sha256(f"{family}|{canonical(params)}|{rec.target.key}".encode()).hexdigest()[:16]
-        if store.has(cid):
+        rec = store_block(store, build(params), family, params, source="cache_pressure", backend=args.backend)
+        if rec is None:
             continue
-        store.add(replace(rec, config_id=cid, kind="multi", family=family, params=params,
-                          metadata={**rec.metadata, "source": "cache_pressure"}))
         done += 1
         print(f"{done} {family} {json.dumps(params)} {rec.measurement.label_ms if rec.measurement else None}",
               flush=True)

@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -258,8 +257,7 @@ def plan(seed: int, size: int, families: list[str] | None = None) -> list[tuple[
 
 
 def main() -> None:
-    from annette.bench.measure import measure_model
-    from annette.bench.runner import DEFAULT_PROTOCOL
+    from annette.bench.measure import store_block
     from annette.bench.store import BenchStore
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -279,13 +277,9 @@ def main() -> None:
     for family, params in plan(args.seed, args.size, args.families):
         if time.monotonic() > stop:
             break
-        model = build(family, params)
-        rec = measure_model(model, profile=True, protocol=DEFAULT_PROTOCOL)  # block-sized, like the campaign's
-        cid = hashlib.sha256(f"{family}|{canonical(params)}|{rec.target.key}".encode()).hexdigest()[:16]
-        if store.has(cid):
+        rec = store_block(store, build(family, params), family, params, source="ort_context_blocks")
+        if rec is None:
             continue
-        store.add(replace(rec, config_id=cid, kind="multi", family=family, params=params,
-                          metadata={**rec.metadata, "source": "ort_context_blocks"}))
         done += 1
         print(f"{done} {family} {json.dumps(params)} {rec.measurement.label_ms if rec.measurement else None}",
               flush=True)

@@ -104,3 +104,18 @@ def test_export_csv_parquet_jsonl(tmp_path: Path) -> None:
         assert BenchRecord.from_dict(json.loads(lines[1])) == record(1)
         with pytest.raises(BenchStoreError, match="not supported"):
             store.export(tmp_path / "out.xlsx")
+
+
+def test_store_block_measures_once_and_records_a_profiled_multi_record(tmp_path: Path) -> None:
+    from annette.bench.blocks import NetBuilder
+    from annette.bench.measure import store_block
+
+    b = NetBuilder("blk")
+    y = b.act(b.conv(b.input((1, 8, 8, 8)), 8, 3), "relu")
+    store = BenchStore(tmp_path / "s")
+    params = {"c": 8}
+    rec = store_block(store, b.build([y]), "ctx_test", params, source="test")
+    assert rec is not None and rec.kind == "multi" and rec.family == "ctx_test" and rec.params == params
+    assert rec.metadata["source"] == "test" and rec.profile and rec.measurement is not None
+    assert store_block(store, b.build([y]), "ctx_test", params, source="test") is None  # already there
+    assert store.count() == 1 and next(store.records()).config_id == rec.config_id

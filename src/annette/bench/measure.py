@@ -10,11 +10,16 @@ the torch backend runs ``torchvision:NAME`` specs natively.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from annette.bench.records import BenchRecord
-from annette.bench.runner import NETWORK_PROTOCOL, TimingProtocol, measure
+from annette.bench.runner import DEFAULT_PROTOCOL, NETWORK_PROTOCOL, TimingProtocol, measure
 from annette.bench.worker import PROFILE_RUNS, record_metadata
+
+if TYPE_CHECKING:
+    from annette.bench.store import BenchStore
 
 
 def measure_model(
@@ -66,3 +71,31 @@ def measure_model(
         profile=nodes,
         metadata={**record_metadata(measurement, nodes), "protocol": protocol.to_dict()},
     )
+
+
+def store_block(
+    store: BenchStore,
+    model: Any,
+    family: str,
+    params: Mapping[str, Any],
+    *,
+    source: str,
+    backend: str = "onnxruntime",
+    **backend_options: Any,
+) -> BenchRecord | None:
+    """Measure a multi-layer block (an ``onnx.ModelProto``) with its per-node profile under the campaign's
+    protocol and add it to ``store`` as a ``multi`` record of ``family``, identified by family, parameters and
+    target; None where the store holds it already (then nothing is measured). For targeted campaigns
+    (``benchmarks/ort_context_blocks.py``, ``benchmarks/cache_pressure.py``)."""
+    from annette.backends import get_backend
+    from annette.bench.blocks import canonical
+
+    key = get_backend(backend, **backend_options).describe().key
+    cid = hashlib.sha256(f"{family}|{canonical(params)}|{key}".encode()).hexdigest()[:16]
+    if store.has(cid):
+        return None
+    rec = measure_model(model, backend=backend, profile=True, protocol=DEFAULT_PROTOCOL, **backend_options)
+    rec = replace(rec, config_id=cid, kind="multi", family=family, params=dict(params),
+                  metadata={**rec.metadata, "source": source})  # fmt: skip
+    store.add(rec)
+    return rec
