@@ -15,7 +15,10 @@ Records are measured in this process (``annette.bench.measure.measure_model`` wi
 stored as ``multi`` records of family ``ctx_<block>`` in a new store, which ``annette fit`` takes together
 with the main one (``annette fit STORE CTX_STORE``).
 
-    .venv/bin/python benchmarks/ort_context_blocks.py OUT_STORE [--minutes 10] [--seed 0]
+    .venv/bin/python benchmarks/ort_context_blocks.py OUT_STORE [--minutes 10] [--seed 0] [--backend openvino]
+
+The blocks are plain ONNX, so ``--backend openvino`` measures them on OpenVINO's CPU plugin too (its own
+fusions and layouts inside a network).
 """
 
 from __future__ import annotations
@@ -262,6 +265,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="store directory (created; resumed when it exists)")
+    parser.add_argument("--backend", default="onnxruntime", help="onnxruntime (what these blocks were made for) or openvino")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=2000)
@@ -277,7 +281,8 @@ def main() -> None:
     for family, params in plan(args.seed, args.size, args.families):
         if time.monotonic() > stop:
             break
-        rec = store_block(store, build(family, params), family, params, source="ort_context_blocks")
+        rec = store_block(store, build(family, params), family, params, source="ort_context_blocks",
+                          backend=args.backend)
         if rec is None:
             continue
         done += 1
