@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,7 +62,7 @@ def build(params: Mapping[str, Any]) -> Any:
 
 
 def main() -> None:
-    from annette.bench.measure import store_block
+    from annette.bench.measure import measure_blocks
     from annette.bench.store import BenchStore
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,19 +74,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     store = BenchStore(args.out)
-    stop = time.monotonic() + 60 * args.minutes
     rng = np.random.default_rng(args.seed)
-    done = 0
-    for params in (_sample(rng) for _ in range(args.size)):
-        if time.monotonic() > stop:
-            break
-        family = f"cache_{params['kind']}"
-        rec = store_block(store, build(params), family, params, source="cache_pressure", backend=args.backend)
-        if rec is None:
-            continue
-        done += 1
-        print(f"{done} {family} {json.dumps(params)} {rec.measurement.label_ms if rec.measurement else None}",
-              flush=True)
+    samples = [_sample(rng) for _ in range(args.size)]
+    blocks = ((f"cache_{p['kind']}", p, lambda p=p: build(p)) for p in samples)
+    for done, rec in enumerate(measure_blocks(store, blocks, source="cache_pressure", minutes=args.minutes,
+                                              backend=args.backend), 1):
+        label = rec.measurement.label_ms if rec.measurement else None
+        print(f"{done} {rec.family} {json.dumps(rec.params)} {label}", flush=True)
 
 
 if __name__ == "__main__":

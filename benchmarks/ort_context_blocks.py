@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -260,7 +259,7 @@ def plan(seed: int, size: int, families: list[str] | None = None) -> list[tuple[
 
 
 def main() -> None:
-    from annette.bench.measure import store_block
+    from annette.bench.measure import measure_blocks
     from annette.bench.store import BenchStore
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -272,22 +271,15 @@ def main() -> None:
     parser.add_argument("--families", nargs="*", default=None, help=f"only these (default: all of {list(FAMILIES)})")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    store = BenchStore(args.out)
-    stop = time.monotonic() + 60 * args.minutes
-    done = 0
     unknown = sorted(set(args.families or ()) - set(FAMILIES))
     if unknown:
         parser.error(f"unknown families {unknown}; choose from {list(FAMILIES)}")
-    for family, params in plan(args.seed, args.size, args.families):
-        if time.monotonic() > stop:
-            break
-        rec = store_block(store, build(family, params), family, params, source="ort_context_blocks",
-                          backend=args.backend)
-        if rec is None:
-            continue
-        done += 1
-        print(f"{done} {family} {json.dumps(params)} {rec.measurement.label_ms if rec.measurement else None}",
-              flush=True)
+    store = BenchStore(args.out)
+    blocks = ((f, p, lambda f=f, p=p: build(f, p)) for f, p in plan(args.seed, args.size, args.families))
+    for done, rec in enumerate(measure_blocks(store, blocks, source="ort_context_blocks", minutes=args.minutes,
+                                              backend=args.backend), 1):
+        label = rec.measurement.label_ms if rec.measurement else None
+        print(f"{done} {rec.family} {json.dumps(rec.params)} {label}", flush=True)
 
 
 if __name__ == "__main__":

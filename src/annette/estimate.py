@@ -12,7 +12,8 @@ layer by what its features depend on (shapes, attributes, wiring), computes feat
 distinct key (repeated cells, blocks shared between networks), and calls each layer model once over the
 distinct rows of its types. Nothing per layer outlives the call but numpy columns (so no full garbage
 collection passes over a NAS loop's heap); an estimate's per-layer table is rebuilt, by mapping its graph
-again, when first read. This is what makes about a thousand estimates per second possible in a NAS loop.
+again, when first read. This is what makes several hundred estimates per second possible in a NAS loop
+(benchmarks/estimate_speed.py measures it).
 Totals are summed in order over each graph's own layers: the same floats as one-by-one :func:`estimate`.
 """
 

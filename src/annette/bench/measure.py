@@ -10,7 +10,8 @@ the torch backend runs ``torchvision:NAME`` specs natively.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -73,29 +74,33 @@ def measure_model(
     )
 
 
-def store_block(
+def measure_blocks(
     store: BenchStore,
-    model: Any,
-    family: str,
-    params: Mapping[str, Any],
+    blocks: Iterable[tuple[str, Mapping[str, Any], Callable[[], Any]]],
     *,
     source: str,
+    minutes: float,
     backend: str = "onnxruntime",
     **backend_options: Any,
-) -> BenchRecord | None:
-    """Measure a multi-layer block (an ``onnx.ModelProto``) with its per-node profile under the campaign's
-    protocol and add it to ``store`` as a ``multi`` record of ``family``, identified by family, parameters and
-    target; None where the store holds it already (then nothing is measured). For targeted campaigns
-    (``benchmarks/ort_context_blocks.py``, ``benchmarks/cache_pressure.py``)."""
+) -> Iterator[BenchRecord]:
+    """Measure multi-layer blocks ``(family, params, build)`` (``build()`` gives an ``onnx.ModelProto``) with
+    their per-node profiles under the campaign's protocol, for ``minutes``, adding each to ``store`` as a
+    ``multi`` record of its family identified by family, parameters and target; yields the new records. A block
+    the store holds already is neither built nor measured (a killed campaign resumes). For targeted
+    campaigns (``benchmarks/ort_context_blocks.py``, ``benchmarks/cache_pressure.py``)."""
     from annette.backends import get_backend
     from annette.bench.blocks import canonical
 
     key = get_backend(backend, **backend_options).describe().key
-    cid = hashlib.sha256(f"{family}|{canonical(params)}|{key}".encode()).hexdigest()[:16]
-    if store.has(cid):
-        return None
-    rec = measure_model(model, backend=backend, profile=True, protocol=DEFAULT_PROTOCOL, **backend_options)
-    rec = replace(rec, config_id=cid, kind="multi", family=family, params=dict(params),
-                  metadata={**rec.metadata, "source": source})  # fmt: skip
-    store.add(rec)
-    return rec
+    stop = time.monotonic() + 60 * minutes
+    for family, params, build in blocks:
+        if time.monotonic() > stop:
+            return
+        cid = hashlib.sha256(f"{family}|{canonical(params)}|{key}".encode()).hexdigest()[:16]
+        if store.has(cid):
+            continue
+        rec = measure_model(build(), backend=backend, profile=True, protocol=DEFAULT_PROTOCOL, **backend_options)
+        rec = replace(rec, config_id=cid, kind="multi", family=family, params=dict(params),
+                      metadata={**rec.metadata, "source": source})  # fmt: skip
+        store.add(rec)
+        yield rec

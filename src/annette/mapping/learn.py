@@ -41,6 +41,7 @@ from annette.mapping.rules import (
     MergeRule,
     RemovalRule,
     ShapeCondition,
+    input_layout,
     is_closed,
 )
 
@@ -504,7 +505,7 @@ def _layout_instances(
                 elif src not in names and src in node_of and node_of[src] != j:
                     sources.append(node_of[src])
         flags = [s is not None and ran_blocked.get(s, False) for s in sources]
-        key = "blocked" if flags and all(flags) else ("mixed" if any(flags) else "plain")
+        key = input_layout(len(flags), sum(flags))
         label = is_blocked(run.nodes[j])
         if not label and key == "blocked":
             last = max(s for s in sources if s is not None)
@@ -607,35 +608,3 @@ SHAPE_CANDIDATES: tuple[ShapeCondition, ...] = (
     ShapeCondition("group", "eq", 1),
     ShapeCondition("group", "ge", 2),
 )
-
-
-def _insertion_conditions(
-    instances: Sequence[tuple[list[str], Layer, bool]], max_conditions: int = 2
-) -> tuple[tuple[str, ...], tuple[ShapeCondition, ...], int]:
-    """Neighbour set and up to ``max_conditions`` shape conditions (added greedily while each one makes the
-    rule right on clearly more anchors) that best predict whether an anchor gets the inserted node; returns
-    (neighbours, conditions, anchors predicted right)."""
-
-    def score(conditions: tuple[ShapeCondition, ...]) -> tuple[tuple[str, ...], int]:
-        active = [(keys, label) for keys, layer, label in instances if all(c.holds(layer) for c in conditions)]
-        chosen, _ = _split([(k, label) for keys, label in active for k in keys])
-        hits = {str(k) for k in chosen}
-        fired_right = sum(any(k in hits for k in keys) == label for keys, label in active)
-        idle_right = sum(1 for *_, label in instances if not label) - sum(1 for _, label in active if not label)
-        return tuple(sorted(hits)), fired_right + idle_right
-
-    conditions: tuple[ShapeCondition, ...] = ()
-    neighbours, right = score(conditions)
-    margin = max(1, len(instances) // 200)
-    for _ in range(max_conditions):
-        best: tuple[int, tuple[str, ...], ShapeCondition] | None = None
-        for cand in SHAPE_CANDIDATES:
-            if cand in conditions:
-                continue
-            nb, r = score((*conditions, cand))
-            if nb and r >= right + margin and (best is None or r > best[0]):
-                best = (r, nb, cand)
-        if best is None:
-            break
-        right, neighbours, conditions = best[0], best[1], (*conditions, best[2])
-    return neighbours, conditions, right

@@ -309,6 +309,12 @@ class InsertionRule:
 LAYOUT_INPUTS = ("blocked", "plain", "mixed")
 
 
+def input_layout(n_inputs: int, n_blocked: int) -> str:
+    """The layout key of an executed layer with ``n_inputs`` activation inputs, ``n_blocked`` of them blocked
+    (graph inputs are plain): what learning and applying the layout rules both key on."""
+    return "plain" if not n_blocked else ("blocked" if n_blocked == n_inputs else "mixed")
+
+
 @dataclass(frozen=True)
 class LayoutRule:
     """Executed layers whose primary op is ``op`` and whose activation inputs are all blocked, all plain or
