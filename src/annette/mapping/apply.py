@@ -10,9 +10,8 @@ them): :meth:`Plan.mapped` builds them all, :func:`build` one.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import cast
 
 from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.mapping.mapped import (
@@ -37,30 +36,6 @@ Item = Kept | Inserted
 # (rule, its neighbours, position, id).
 _Fusion = tuple[tuple[str, ...], FusionRule, bool, str]
 _Insertion = tuple[InsertionRule, frozenset[str], str, str]
-
-
-T = TypeVar("T")
-
-
-def shape_key(layer: Layer) -> tuple[object, ...]:
-    """What shape conditions on ``layer`` depend on: op, first input and output shapes, group."""
-    return (
-        layer.op,
-        layer.inputs[0].shape if layer.inputs else None,
-        layer.outputs[0].shape if layer.outputs else None,
-        layer.attrs.get("group", 1),
-    )
-
-
-def memoised(memo: dict[tuple[object, ...], T], key: tuple[object, ...], compute: Callable[[], T]) -> T:
-    """``memo[key]``, computed once; computed every time where the key cannot be hashed (a list attribute)."""
-    try:
-        hit = memo.get(key)
-    except TypeError:
-        return compute()
-    if hit is None:
-        hit = memo[key] = compute()
-    return hit
 
 
 def is_inserted(item: Item) -> bool:
@@ -233,7 +208,19 @@ class Mapper:
 
     def _holding_rules(self, layer: Layer, rules: list[_Insertion]) -> tuple[_Insertion, ...]:
         """The rules among ``rules`` (all anchored on ``layer.op``) whose shape conditions hold for ``layer``."""
-        return memoised(self._holding, shape_key(layer), lambda: tuple(r for r in rules if r[0].holds(layer)))
+        try:
+            key = (
+                layer.op,
+                layer.inputs[0].shape if layer.inputs else None,
+                layer.outputs[0].shape if layer.outputs else None,
+                layer.attrs.get("group", 1),
+            )
+            hit = self._holding.get(key)
+        except TypeError:  # an unhashable group attribute: no memo
+            return tuple(r for r in rules if r[0].holds(layer))
+        if hit is None:
+            hit = self._holding[key] = tuple(r for r in rules if r[0].holds(layer))
+        return hit
 
     def _insert(self, flow: Flow, kept: list[Kept], primary_op: dict[str, str], hits: Counter[str]) -> list[Item]:
         """``kept`` with the inserted items; ``primary_op`` maps the fused members after the first to their
@@ -328,9 +315,22 @@ def convert_layouts(
                 after.update(blocked_sources)
             continue
         key = input_layout(n_inputs, len(blocked_sources))
-        runs_blocked, converts = memoised(
-            memo, (key, *shape_key(primary)), lambda: layout_decision(layouts, primary, key)  # noqa: B023 (called at once)
-        )
+        try:  # the memo key as in Mapper._holding_rules, with the input layout (inline: this is the hot path)
+            memo_key: tuple[object, ...] | None = (
+                key,
+                primary.op,
+                primary.inputs[0].shape if primary.inputs else None,
+                primary.outputs[0].shape if primary.outputs else None,
+                primary.attrs.get("group", 1),
+            )
+            decision = memo.get(memo_key)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable group attribute: no memo
+            memo_key, decision = None, None
+        if decision is None:
+            decision = layout_decision(layouts, primary, key)
+            if memo_key is not None:
+                memo[memo_key] = decision
+        runs_blocked, converts = decision
         blocked[i] = runs_blocked
         if runs_blocked:
             if converts and n_inputs and key != "blocked":
