@@ -9,10 +9,11 @@ Conventions of the result:
 - Layer names are the ONNX node names (``f"{op}_{i}"`` where a node has none, a ``_k`` suffix where two
   nodes share a name), so runtime profiles can be linked back to layers.
 - Constant subgraphs (initializers, Constant nodes, Shape of static tensors and everything computed only
-  from those) are evaluated and disappear. Constant operands that parameterise an op (Reshape target,
-  Slice starts/ends/axes/steps, Resize scales/sizes, Pad pads, Clip min/max, Squeeze/Unsqueeze/Reduce axes,
-  Split sizes, Tile repeats, Expand shape, TopK k) become attributes under the names of
-  :data:`CONST_INPUT_ATTRS`; other constant operands are ``Layer.weights`` in ONNX operand order.
+  from those) are evaluated and disappear (by onnx's reference evaluator, else by ONNX Runtime; a node
+  neither can evaluate stays, unfolded, with its constant operands). Constant operands that parameterise
+  an op (Reshape target, Slice starts/ends/axes/steps, Resize scales/sizes, Pad pads, Clip min/max,
+  Squeeze/Unsqueeze/Reduce axes, Split sizes, Tile repeats, Expand shape, TopK k) become attributes under
+  the names of :data:`CONST_INPUT_ATTRS`; other constant operands are ``Layer.weights`` in ONNX operand order.
 - Conv/ConvTranspose/pool attributes are normalised: explicit ``kernel_shape``, ``strides``, ``dilations``,
   ``pads`` (all begins then all ends) and ``group``; ``auto_pad`` is resolved to explicit pads.
 - A symbolic batch dimension (dim 0 of a graph input) defaults to 1 unless ``batch`` is given; any other
@@ -354,7 +355,9 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], i
 
 
 # -- constant folding ------------------------------------------------------------------------------------------
-def _eval_node(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -> list[np.ndarray]:
+def _eval_node(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -> list[np.ndarray] | None:
+    """The outputs of ``node`` on constant inputs: onnx's reference evaluator, else ONNX Runtime, else None
+    (the node then stays in the graph unfolded; a failed fold never aborts the import)."""
     from onnx.reference import ReferenceEvaluator
 
     feeds = {name: value for name, value in zip(node.input, args, strict=True) if name and value is not None}
@@ -364,18 +367,44 @@ def _eval_node(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) 
         [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in feeds.items()],
         [onnx.ValueInfoProto(name=o) for o in node.output if o],
     )
-    tiny = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    opsets = [helper.make_opsetid("", opset)]
+    tiny = helper.make_model(graph, opset_imports=opsets)
+    tiny.ir_version = helper.find_min_ir_version_for(opsets)
     try:
-        results = ReferenceEvaluator(tiny).run(None, feeds)
-    except Exception as exc:  # the reference runtime raises anything on bad constants
-        raise ShapeError(
-            f"node {node.name!r} ({node.op_type}): could not evaluate its constant inputs ({type(exc).__name__}: {exc})"
-        ) from exc
-    return [np.asarray(r) for r in results]
+        return [np.asarray(r) for r in ReferenceEvaluator(tiny).run(None, feeds)]
+    except Exception as exc:  # the reference runtime raises anything, on bad constants and on its own gaps
+        first = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    try:
+        results = _eval_with_onnxruntime(tiny, feeds)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        log.info(
+            "node %r (%s): constant inputs not folded (reference evaluator: %s; onnxruntime: %s: %s); "
+            "the node stays in the graph",
+            node.name, node.op_type, first, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+        )
+        return None
+    log.debug("node %r (%s): folded with onnxruntime (reference evaluator: %s)", node.name, node.op_type, first)
+    return results
 
 
-def _fold_constants(model: onnx.ModelProto, large: Mapping[str, onnx.TensorProto], opset: int) -> bool:
-    """Evaluate nodes whose inputs are all constant (and Shape/Size of static tensors); True if any folded."""
+def _eval_with_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return [np.asarray(r) for r in sess.run(None, dict(feeds))]
+
+
+def _fold_constants(
+    model: onnx.ModelProto, large: Mapping[str, onnx.TensorProto], opset: int, unfoldable: set[str] | None = None
+) -> bool:
+    """Evaluate nodes whose inputs are all constant (and Shape/Size of static tensors); True if any folded.
+
+    Nodes that no evaluator can fold stay in the graph; their names are added to ``unfoldable`` (and the
+    nodes named there are not tried again)."""
+    unfoldable = set() if unfoldable is None else unfoldable
     g = model.graph
     initializers = {**{t.name: t for t in g.initializer}, **large}
     consts: dict[str, np.ndarray] = {}
@@ -401,8 +430,10 @@ def _fold_constants(model: onnx.ModelProto, large: Mapping[str, onnx.TensorProto
             else:
                 attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
                 result = [shape[attrs.get("start", 0) : attrs.get("end", len(shape))]]
-        elif node.op_type not in NONDETERMINISTIC_OPS and all(is_const):
+        elif node.op_type not in NONDETERMINISTIC_OPS and all(is_const) and node.name not in unfoldable:
             result = _eval_node(node, [value(t) if t else None for t in node.input], opset)
+            if result is None:
+                unfoldable.add(node.name)
         if result is None:
             kept.append(node)
             continue
@@ -599,8 +630,9 @@ def graph_from_onnx(
     _apply_overrides(proto, batch, input_shapes, constants=set(large))
 
     _infer(proto)
+    unfoldable: set[str] = set()
     for _ in range(MAX_FOLD_ROUNDS):
-        if not _fold_constants(proto, large, opset):
+        if not _fold_constants(proto, large, opset, unfoldable):
             break
         _infer(proto)
 
