@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -68,6 +68,7 @@ class LayerEstimate:
     model: str  # "<type>/<kind>" of the layer model used, "" where none
     note: str = ""
     anchor: str = ""  # inserted layers: the executed layer they were inserted for
+    generic: bool = False  # costed by the bundle's generic default model (a guess: no model of its own type)
 
     @property
     def supported(self) -> bool:
@@ -86,6 +87,7 @@ class LayerEstimate:
             "model": self.model,
             "note": self.note,
             "anchor": self.anchor,
+            "generic": self.generic,
         }
 
 
@@ -104,6 +106,7 @@ class _Table:
     bounds: np.ndarray  # per distinct row
     resolved: dict[str, Resolved | None]
     zero_cost: frozenset[str]  # types costed as node overhead only
+    generic: frozenset[str] = frozenset()  # types costed by the generic default model
 
     def layers(self, graph: int, start: int, n: int) -> tuple[LayerEstimate, ...]:
         executed = self.mapper.plan(self.graphs[graph]).mapped().executed
@@ -140,6 +143,7 @@ class _Table:
             model=model,
             note=note,
             anchor=ex.anchor,
+            generic=t in self.generic,
         )
 
 
@@ -161,6 +165,22 @@ class Estimate:
     _graph: int = field(repr=False, compare=False)  # index in the table's graphs
     _start: int = field(repr=False, compare=False)  # first executed layer in the table's columns
     cache_ms: float = 0.0  # weights fetched again in a network larger than the cache (included in layers' time_ms)
+    # Executed layers costed by the bundle's generic default model (guesses: no model of their own type), and
+    # their time (included in total_ms).
+    n_generic: int = 0
+    generic_ms: float = 0.0
+
+    @property
+    def generic_share(self) -> float:
+        """The share of total_ms that generic-model guesses make up (0 to 1)."""
+        return self.generic_ms / self.total_ms if self.total_ms > 0 else 0.0
+
+    @property
+    def generic(self) -> tuple[LayerEstimate, ...]:
+        """The executed layers costed by the generic default model."""
+        if not self.n_generic:
+            return ()
+        return tuple(layer for layer in self.layers if layer.generic)
 
     @cached_property
     def layers(self) -> tuple[LayerEstimate, ...]:
@@ -184,6 +204,10 @@ class Estimate:
             "node_overhead_ms": self.node_overhead_ms,
             "cache_ms": self.cache_ms,
             "n_executed": self.n_executed,
+            "n_unsupported": self.n_unsupported,
+            "n_generic": self.n_generic,
+            "generic_ms": self.generic_ms,
+            "generic_share": self.generic_share,
             "removed": list(self.removed),
             "layers": [layer.to_dict() for layer in self.layers],
             "unsupported": [
@@ -205,32 +229,49 @@ def _hardware(hw: HardwareModel | str | Path) -> HardwareModel:
 
 
 def estimate(
-    model: Graph | str | Path,
+    model: Any,
     hw: HardwareModel | str | Path,
     *,
     kind: str = "mixed",
     strict: bool = False,
+    allow_generic: bool = False,
     batch: int | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    example_inputs: Any = None,
+    input_shape: Sequence[int] | None = None,
 ) -> Estimate:
-    """Estimate one network (a Graph, or any spec ``annette.importers.load_model`` takes) on ``hw``."""
-    if isinstance(model, Graph):
-        graph = model
-        if batch is not None and graph.inputs and graph.inputs[0].shape[:1] != (batch,):
-            raise ShapeError(
-                f"graph {graph.name!r} has batch {graph.inputs[0].shape[:1]}, not {batch}: "
-                "re-import the model with that batch instead of passing a built graph"
-            )
-    else:
-        from annette.importers import load_model
+    """Estimate one network on ``hw``.
 
-        graph = load_model(str(model), batch=batch)
-    return estimate_many([graph], hw, kind=kind, strict=strict)[0]
+    ``model`` is anything :func:`annette.importers.as_graph` takes: a Graph, a spec string or path (``.onnx``,
+    graph ``.json``, ``torchvision:NAME``, ``nb201:ARCH``), an ``onnx.ModelProto``, or a ``torch.nn.Module``
+    with ``example_inputs`` (a tensor or tuple of tensors) or ``input_shape`` (e.g. ``(1, 3, 224, 224)``).
+    ``strict``: fail on layers no layer model covers and, unless ``allow_generic``, on layers only the
+    bundle's generic default model covers (guesses).
+    """
+    from annette.importers import as_graph
+
+    graph = as_graph(model, batch=batch, input_shapes=input_shapes, example_inputs=example_inputs,
+                     input_shape=input_shape)
+    return estimate_many([graph], hw, kind=kind, strict=strict, allow_generic=allow_generic)[0]
 
 
 def estimate_many(
-    graphs: Sequence[Graph], hw: HardwareModel | str | Path, *, kind: str = "mixed", strict: bool = False
+    graphs: Sequence[Any],
+    hw: HardwareModel | str | Path,
+    *,
+    kind: str = "mixed",
+    strict: bool = False,
+    allow_generic: bool = False,
+    batch: int | None = None,
 ) -> list[Estimate]:
-    """Estimate many graphs: features once per distinct row, one prediction call per layer model."""
+    """Estimate many networks: features once per distinct row, one prediction call per layer model.
+
+    ``graphs``: Graphs, spec strings, paths or ``onnx.ModelProto`` (see :func:`estimate`; a torch module needs
+    its example input: convert it with :func:`annette.importers.as_graph` first). ``strict`` and
+    ``allow_generic`` as in :func:`estimate`."""
+    from annette.importers import as_graph
+
+    graphs = tuple(m if isinstance(m, Graph) and batch is None else as_graph(m, batch=batch) for m in graphs)
     hw = _hardware(hw)
     if kind not in KIND_FALLBACKS:
         raise UnknownNameError(f"unknown estimate kind {kind!r}; valid: {', '.join(KIND_FALLBACKS)}")
@@ -239,7 +280,6 @@ def estimate_many(
                        ", ".join(hw.kinds) or "none")
     mapper = Mapper(hw.rules)
     distinct = DistinctRows(hw.element_bits)
-    graphs = tuple(graphs)
     row_of: list[int] = []  # executed layer -> its distinct row, over all graphs
     sizes: list[int] = []
     removed: list[tuple[str, ...]] = []
@@ -255,6 +295,10 @@ def estimate_many(
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
     zero_cost = frozenset(
         t for t, r in resolved.items() if r is None and all(op in ZERO_COST_OPS for op in t.split("+"))
+    )
+    generic = frozenset(
+        t for t, r in resolved.items() if r is not None and hw.default_type is not None and r.type == hw.default_type
+        and t != hw.default_type
     )
 
     # One prediction call per layer model, over all distinct rows of all graphs it covers.
@@ -281,11 +325,14 @@ def estimate_many(
     extra = None if hw.cache is None else _cache_extra(hw.cache, everything.column("weight_bytes"), inverse, sizes)
     if extra is not None:
         times = times + extra
-    table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost)
+    table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost, generic)
 
     missing = np.isnan(times)
     supported = np.where(missing, 0.0, times)
     cum_missing = np.concatenate([[0], np.cumsum(missing)])
+    is_generic = np.array([t in generic for t in types], dtype=bool)[inverse] if len(types) else np.zeros(0, bool)
+    cum_generic = np.concatenate([[0], np.cumsum(is_generic)])
+    generic_times = np.where(is_generic & ~missing, times, 0.0)
     out: list[Estimate] = []
     start = 0
     for index, (g, size) in enumerate(zip(graphs, sizes, strict=True)):
@@ -306,6 +353,8 @@ def estimate_many(
             _graph=index,
             _start=start,
             cache_ms=0.0 if extra is None else float(extra[start:stop].sum()),
+            n_generic=int(cum_generic[stop] - cum_generic[start]),
+            generic_ms=float(generic_times[start:stop].sum()),
         )
         if strict and est.n_unsupported:
             bad = est.unsupported
@@ -313,6 +362,15 @@ def estimate_many(
             raise UnsupportedLayerError(
                 f"{g.name}: {len(bad)} executed layer(s) have no layer model in {hw.name!r}: {listed}"
                 + (" ..." if len(bad) > 10 else "")
+            )
+        if strict and not allow_generic and est.n_generic:
+            guessed = est.generic
+            kinds = sorted({x.type for x in guessed})
+            raise UnsupportedLayerError(
+                f"{g.name}: {len(guessed)} executed layer(s) ({100 * est.generic_share:.1f} % of "
+                f"{est.total_ms:.4g} ms) are costed by the generic default model of {hw.name!r}, not by a model "
+                f"of their own type: {', '.join(kinds[:10])}" + (" ..." if len(kinds) > 10 else "")
+                + "; allow them with --allow-generic (allow_generic=True)"
             )
         out.append(est)
         start = stop

@@ -6,10 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annette.cli.common import console, emit_json, err_console, handle_errors, parse_backend_options
+from annette.cli.common import (
+    BACKEND_OPTION_HELP,
+    console,
+    emit_json,
+    err_console,
+    handle_errors,
+    parse_backend_options,
+)
 from annette.errors import AnnetteError
 
 bench_app = typer.Typer(
@@ -22,7 +30,7 @@ bench_app = typer.Typer(
 @handle_errors
 def bench(
     ctx: typer.Context,
-    backend: str = typer.Option("onnxruntime", "--backend", "-b", help="Backend: onnxruntime, openvino, torch, simulated."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Backend: onnxruntime, openvino, torch, simulated."),
     threads: int = typer.Option(1, "--threads", help="Runtime threads."),
     out: Path = typer.Option(None, "--out", "-o", help="Store directory (created; holds store.sqlite)."),
     budget_min: float = typer.Option(30.0, "--budget-min", help="Time budget in minutes."),
@@ -33,7 +41,7 @@ def bench(
     plan_size: int = typer.Option(20_000, "--plan-size", help="Configurations in the campaign's plan."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds one configuration may take before it fails."),
     profile_runs: int = typer.Option(10, "--profile-runs", help="Profiled runs per configuration (0: none)."),
-    opt: list[str] = typer.Option(None, "--opt", help="Backend option KEY=VALUE (repeatable)."),
+    opt: list[str] = typer.Option(None, "--backend-option", "--opt", help=BACKEND_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the campaign result as JSON."),
 ) -> None:
     """Run a benchmark campaign: a seeded, shuffled mix of micro-kernels (~75 %) and blocks (~25 %)."""
@@ -60,7 +68,7 @@ def bench(
 
         def progress(p: CampaignProgress) -> None:
             bar.update(task, completed=min(budget_s, p.elapsed_s), done=p.done, failed=p.failed, left=p.left,
-                       eta=f"{p.eta_s / 60:.1f} min", description=f"bench {backend} [dim]{p.last}[/]")
+                       eta=f"{p.eta_s / 60:.1f} min", description=f"bench {backend} [dim]{escape(p.last)}[/]")
 
         result = run_campaign(
             out, backend=backend, backend_options=options, budget_s=budget_s, max_configs=max_configs, seed=seed,
@@ -140,11 +148,11 @@ def export(
 @handle_errors
 def measure(
     model: str = typer.Argument(..., help="Model: .onnx file, torchvision:NAME or nb201:ARCH."),
-    backend: str = typer.Option("onnxruntime", "--backend", "-b", help="Backend: onnxruntime, openvino, torch."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Backend: onnxruntime, openvino, torch."),
     threads: int = typer.Option(1, "--threads", help="Runtime threads."),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
     profile: bool = typer.Option(False, "--profile", help="Also report the per-node profile."),
-    opt: list[str] = typer.Option(None, "--opt", help="Backend option KEY=VALUE (repeatable)."),
+    opt: list[str] = typer.Option(None, "--backend-option", "--opt", help=BACKEND_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Measure a network end to end under the measurement protocol (latency = the label statistic)."""

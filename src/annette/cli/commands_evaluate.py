@@ -5,24 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annette.cli.common import console, emit_json, err_console, handle_errors, parse_backend_options
+from annette.cli.common import (
+    BACKEND_OPTION_HELP,
+    console,
+    emit_json,
+    err_console,
+    handle_errors,
+    parse_backend_options,
+)
 from annette.errors import AnnetteError
 
 
 @handle_errors
 def evaluate(
     hw: str = typer.Option(..., "--hw", help="Hardware model: a shipped name or a JSON file."),
-    backend: str = typer.Option("onnxruntime", "--backend", "-b", help="Backend that measures the networks."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Backend that measures the networks."),
     threads: int = typer.Option(1, "--threads", "-t", help="Runtime threads."),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
-    backend_option: list[str] = typer.Option(
-        None,
-        "--backend-option",
-        help="A backend option KEY=VALUE (VALUE read as JSON where it parses); repeat it.",
-    ),
+    batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
+    backend_option: list[str] = typer.Option(None, "--backend-option", "--opt", help=BACKEND_OPTION_HELP),
     models: list[str] = typer.Option(
         None, "--models", "-m", help="A model (.onnx, graph .json, torchvision:NAME, nb201:ARCH); repeat it."
     ),
@@ -86,7 +90,7 @@ def evaluate(
                 tasks[p.phase] = bar.add_task(p.phase, total=p.total)
             where = f"round {p.round + 1}: " if p.round >= 0 else ""
             bar.update(
-                tasks[p.phase], completed=p.done, total=p.total, description=f"{p.phase} {where}{p.network}"
+                tasks[p.phase], completed=p.done, total=p.total, description=escape(f"{p.phase} {where}{p.network}")
             )
 
         result = run_study(specs, hw, out, settings, title=title or default_title, progress=on_progress)
@@ -115,7 +119,7 @@ def evaluate(
     if unsupported:
         console.print(f"[yellow]networks with layers no model covers:[/] {', '.join(unsupported)}")
     for spec, error in result.failed.items():
-        console.print(f"[red]failed:[/] {spec}: {error}", highlight=False)
+        console.print(f"[red]failed:[/] {escape(spec)}: {escape(error)}", highlight=False)
     console.print(f"report: {files.html}")
 
 

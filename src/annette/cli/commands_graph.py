@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from annette.cli.common import console, emit_json, handle_errors
+from annette.cli.common import console, emit_json, err_console, handle_errors
 from annette.errors import ShapeError
 from annette.graph.ir import Graph
 
@@ -33,10 +34,34 @@ def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]] |
     return out
 
 
-def _load(model: str, batch: int | None, input_shape: list[str] | None) -> Graph:
+def loading_message(model: str, batch: int | None) -> str:
+    """What the user waits for while ``model`` loads: a first torchvision export takes seconds to minutes."""
+    scheme, _, name = model.partition(":")
+    if scheme == "torchvision":
+        from annette.importers.zoo import cache_dir, is_cached
+
+        if not is_cached(name, batch=batch or 1):
+            return (f"exporting {model} with torch (first use: seconds to minutes for large models; "
+                    f"cached in {cache_dir()}) ...")
+    return f"importing {model} ..."
+
+
+def load_with_status(model: str, batch: int | None, input_shapes: dict[str, tuple[int, ...]] | None) -> Graph:
+    """:func:`annette.importers.load_model` with a status line on stderr (a plain line when it is no terminal
+    and the load is a first torchvision export)."""
     from annette.importers import load_model
 
-    return load_model(model, batch=batch, input_shapes=parse_input_shapes(input_shape))
+    message = loading_message(model, batch)
+    if not err_console.is_terminal:
+        if message.startswith("exporting"):
+            err_console.print(message, highlight=False, markup=False)
+        return load_model(model, batch=batch, input_shapes=input_shapes)
+    with err_console.status(escape(message)):
+        return load_model(model, batch=batch, input_shapes=input_shapes)
+
+
+def _load(model: str, batch: int | None, input_shape: list[str] | None) -> Graph:
+    return load_with_status(model, batch, parse_input_shapes(input_shape))
 
 
 def _si(n: int | float) -> str:
@@ -89,7 +114,7 @@ def info(
         table.add_column(col, justify="right", no_wrap=True)
     for row in doc["layers"]:
         bytes_ = row["input_bytes"] + row["output_bytes"] + row["weight_bytes"]
-        table.add_row(row["name"], row["op"], "x".join(map(str, row["output_shape"])), _si(row["macs"]),
+        table.add_row(escape(row["name"]), escape(row["op"]), "x".join(map(str, row["output_shape"])), _si(row["macs"]),
                       _si(row["flops"]), _si(row["params"]), _si(bytes_), style="dim" if row["zero_cost"] else None)
     t = doc["totals"]
     table.add_section()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -11,13 +12,15 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from annette.errors import AnnetteError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Piped output (files, CI logs) is not wrapped at rich's 80-column default: per-layer tables need room.
-console = Console(width=None if sys.stdout.isatty() else 160)
+# Piped output (files, CI logs) is not wrapped at rich's 80-column default: per-layer tables need room
+# (COLUMNS, where set, still decides).
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160)
 err_console = Console(stderr=True)
 
 STATE: dict[str, bool] = {"debug": False}
@@ -26,6 +29,10 @@ STATE: dict[str, bool] = {"debug": False}
 def emit_json(obj: Any) -> None:
     """Print machine-readable output (the only thing on stdout under --json)."""
     sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+# One name for backend options in every command (``--opt`` is kept as a short alias).
+BACKEND_OPTION_HELP = "A backend option KEY=VALUE (VALUE read as JSON where it parses, e.g. threads=2); repeat it."
 
 
 def parse_backend_options(items: list[str] | None) -> dict[str, Any]:
@@ -53,10 +60,32 @@ def handle_errors(func: F) -> F:
         except (AnnetteError, FileNotFoundError, PermissionError) as exc:
             if STATE["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, markup=True)
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False,
+                              markup=True, soft_wrap=True)  # one line, whatever the width
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _hide_flag_types() -> None:
+    """typer's rich help prints a ``<bool>`` type for every on/off flag (``--json <bool>``), which reads as if
+    the flag took a value: show no type for flags (options that take a value keep theirs)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # another typer layout: keep its help as it is
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_annette_flags_hidden", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._annette_flags_hidden = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 
 
 def configure_logging(verbose: bool, debug: bool) -> None:

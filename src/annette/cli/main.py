@@ -15,10 +15,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import annette
+
+        typer.echo(f"annette {annette.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress (INFO)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and DEBUG logs."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print annette's version and exit."
+    ),
 ) -> None:
     STATE["debug"] = debug
     configure_logging(verbose, debug)
@@ -26,9 +37,16 @@ def _root(
 
 def _register() -> None:
     # Explicit list of command modules; each exposes ``register(app)``.
-    from annette.cli import commands_bench, commands_evaluate, commands_graph, commands_legacy, commands_model
+    from annette.cli import (
+        commands_bench,
+        commands_build,
+        commands_evaluate,
+        commands_graph,
+        commands_legacy,
+        commands_model,
+    )
 
-    for module in (commands_graph, commands_model, commands_legacy, commands_evaluate, commands_bench):
+    for module in (commands_graph, commands_model, commands_legacy, commands_evaluate, commands_bench, commands_build):
         module.register(app)
 
 

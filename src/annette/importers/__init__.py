@@ -44,8 +44,13 @@ def _resolve(target: str) -> Callable[..., Any]:
 
 def split_scheme(spec: str | Path) -> tuple[str, str] | None:
     """``("torchvision", "resnet50")`` for ``"torchvision:resnet50"``; None for a file path."""
-    if isinstance(spec, Path) or Path(spec).exists():
+    if isinstance(spec, Path):
         return None
+    try:
+        if Path(spec).exists():
+            return None
+    except OSError:  # e.g. "File name too long": not a file, so possibly a scheme
+        pass
     scheme, sep, rest = spec.partition(":")
     if not sep or not scheme.isidentifier() or len(scheme) < 2:  # "C:\\..." is a path, not a scheme
         return None
@@ -70,7 +75,11 @@ def load_model(
         graph = _resolve(GRAPH_SCHEMES.get(scheme[0]))(scheme[1], batch=batch or 1)
         return cast(Graph, graph)
     path = Path(spec)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # e.g. "File name too long"
+        raise ModelFileError(f"not a model file name: {str(path)[:80]}... ({exc.strerror}; expected {SPEC_HELP})") from None
+    if not is_file:
         raise ModelFileError(f"model file not found: {path} (expected {SPEC_HELP})")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
@@ -81,6 +90,67 @@ def load_model(
         _no_input_shapes(spec, input_shapes)
         return _graph_from_json(path, batch)
     raise ModelFileError(f"{path}: unknown model file type {suffix!r}; expected {SPEC_HELP}")
+
+
+def _is_torch_module(obj: object) -> bool:
+    """True for a ``torch.nn.Module`` (checked without importing torch where it is not imported yet)."""
+    return any(f"{c.__module__}.{c.__qualname__}" == "torch.nn.modules.module.Module" for c in type(obj).__mro__)
+
+
+def as_graph(
+    model: Any,
+    *,
+    batch: int | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    example_inputs: Any = None,
+    input_shape: Sequence[int] | None = None,
+    name: str | None = None,
+) -> Graph:
+    """Whatever a user holds as a validated annette Graph:
+
+    - a :class:`~annette.graph.ir.Graph` (returned as is; ``batch`` must then match its batch);
+    - a spec string or path (see :func:`load_model`: ``.onnx``, graph ``.json``, ``torchvision:NAME``, ...);
+    - an ``onnx.ModelProto`` (``batch`` and ``input_shapes`` apply as for an ONNX file);
+    - a ``torch.nn.Module``, exported through ONNX (:func:`annette.importers.torch.graph_from_module`) with
+      ``example_inputs`` (a tensor or a tuple of tensors) or ``input_shape`` (one input of zeros of that
+      shape, e.g. ``(1, 3, 224, 224)``).
+    """
+    if isinstance(model, Graph):
+        if batch is not None and model.inputs and model.inputs[0].shape[:1] != (batch,):
+            raise ShapeError(
+                f"graph {model.name!r} has batch {model.inputs[0].shape[:1]}, not {batch}: "
+                "re-import the model with that batch instead of passing a built graph"
+            )
+        return model
+    if isinstance(model, (str, Path)):
+        return load_model(model, batch=batch, input_shapes=input_shapes)
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        from annette.importers.onnx import graph_from_onnx
+
+        return graph_from_onnx(model, name=name, batch=batch, input_shapes=input_shapes)
+    if _is_torch_module(model):
+        import torch
+
+        from annette.importers.torch import graph_from_module
+
+        if example_inputs is None:
+            if input_shape is None:
+                raise ModelFileError(
+                    f"a torch.nn.Module ({type(model).__name__}) needs example_inputs=(tensor, ...) or "
+                    "input_shape=(1, 3, 224, 224) to be exported"
+                )
+            example_inputs = (torch.zeros(*(int(d) for d in input_shape)),)
+        elif isinstance(example_inputs, torch.Tensor):
+            example_inputs = (example_inputs,)
+        if batch is not None:
+            raise ShapeError("batch cannot be set for a torch.nn.Module: give example inputs of that batch")
+        return graph_from_module(model, tuple(example_inputs), name=name or type(model).__name__)
+    raise ModelFileError(
+        f"cannot estimate a {type(model).__name__}: expected a Graph, a model spec or path ({SPEC_HELP}), "
+        "an onnx.ModelProto or a torch.nn.Module"
+    )
 
 
 def _graph_from_json(path: Path, batch: int | None) -> Graph:
@@ -128,4 +198,4 @@ def model_to_onnx(spec: str | Path, *, batch: int | None = None) -> Any:
     return model if batch is None else with_batch(model, batch)
 
 
-__all__ = ["GRAPH_SCHEMES", "ONNX_SCHEMES", "SPEC_HELP", "load_model", "model_to_onnx", "split_scheme"]
+__all__ = ["GRAPH_SCHEMES", "ONNX_SCHEMES", "SPEC_HELP", "as_graph", "load_model", "model_to_onnx", "split_scheme"]

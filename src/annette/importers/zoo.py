@@ -79,12 +79,25 @@ def _torch_version() -> str:
         raise ModelFileError("torchvision: models need torch and torchvision (pip install annette[torch])") from None
 
 
+def _cache_path(name: str, batch: int) -> Path:
+    return cache_dir() / f"{name}_b{batch}_torch{_torch_version().replace('+', '_')}.onnx"
+
+
+def is_cached(name: str, *, batch: int = 1) -> bool:
+    """Whether the export of ``name`` at ``batch`` is on disk already (else the first use exports it: seconds to
+    minutes with torch)."""
+    try:
+        return name in TORCHVISION_MODELS and _cache_path(name, batch).is_file()
+    except ModelFileError:  # torch is not installed
+        return False
+
+
 def export_onnx(name: str, *, batch: int = 1) -> onnx.ModelProto:
     """The ONNX export of torchvision model ``name`` at batch ``batch`` (cached on disk)."""
     size = _check_name(name)
     if batch <= 0:
         raise ModelFileError(f"batch must be a positive integer, got {batch}")
-    path = cache_dir() / f"{name}_b{batch}_torch{_torch_version().replace('+', '_')}.onnx"
+    path = _cache_path(name, batch)
     if path.is_file():
         try:
             return onnx.load_model(str(path))
