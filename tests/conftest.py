@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,3 +50,19 @@ def build_onnx(
 @pytest.fixture
 def make_onnx() -> Callable[..., onnx.ModelProto]:
     return build_onnx
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_annette_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests keep annette's caches (the torchvision exports, gigabytes for the zoo) in a temporary folder, not
+    in ~/.cache/annette: ANNETTE_CACHE_DIR is set for the session (subprocesses inherit it). Set
+    ANNETTE_TEST_CACHE_DIR to keep the exports between sessions in a folder of your choice."""
+    chosen = os.environ.get("ANNETTE_TEST_CACHE_DIR")
+    path = Path(chosen) if chosen else tmp_path_factory.mktemp("annette-cache")
+    before = os.environ.get("ANNETTE_CACHE_DIR")
+    os.environ["ANNETTE_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("ANNETTE_CACHE_DIR", None)
+    else:
+        os.environ["ANNETTE_CACHE_DIR"] = before

@@ -232,7 +232,10 @@ def _apply_overrides(
     batch: int | None,
     input_shapes: Mapping[str, Sequence[int]] | None,
     constants: set[str] | frozenset[str] = frozenset(),
-) -> None:
+) -> dict[str, int]:
+    """Set the batch and input shapes in place; returns the inputs whose *fixed* batch was overridden (name ->
+    the exported batch), for :func:`_check_edges`."""
+    overridden: dict[str, int] = {}
     g = model.graph
     initializers = {t.name for t in g.initializer} | constants
     inputs = {vi.name: vi for vi in g.input if vi.name not in initializers}
@@ -258,7 +261,9 @@ def _apply_overrides(
         if dims and (batch is not None or not isinstance(dims[0], int)):
             new0 = batch if batch is not None else 1
             if isinstance(dims[0], int) and dims[0] != new0:
-                log.warning("input %r: fixed batch dimension %d overridden with %d", name, dims[0], new0)
+                log.info("input %r: fixed batch dimension %d overridden with %d (every edge is checked)", name,
+                         dims[0], new0)
+                overridden[name] = dims[0]
             elif not isinstance(dims[0], int) and batch is None:
                 log.info("input %r: symbolic batch dimension %r set to 1", name, dims[0])
             dims = [new0, *dims[1:]]
@@ -270,6 +275,7 @@ def _apply_overrides(
             )
         _set_dims(vi, [int(d) for d in dims if isinstance(d, int)])
     _forget_inferred_shapes(model)
+    return overridden
 
 
 def _forget_inferred_shapes(model: onnx.ModelProto) -> None:
@@ -627,7 +633,7 @@ def graph_from_onnx(
         raise ModelFileError(f"model {name!r} fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
     if batch is not None and batch <= 0:
         raise ShapeError(f"batch must be a positive integer, got {batch}")
-    _apply_overrides(proto, batch, input_shapes, constants=set(large))
+    overridden = _apply_overrides(proto, batch, input_shapes, constants=set(large))
 
     _infer(proto)
     unfoldable: set[str] = set()
@@ -641,9 +647,73 @@ def graph_from_onnx(
         static[t.name] = (tuple(int(d) for d in t.dims), t.data_type)
     needed = [t for node in proto.graph.node for t in node.output if t] + [o.name for o in proto.graph.output]
     missing = list(dict.fromkeys(t for t in needed if t not in static))
-    if missing:
-        static.update(_shapes_from_onnxruntime(proto, large, missing, static))
+    try:
+        if missing:
+            static.update(_shapes_from_onnxruntime(proto, large, missing, static))
+        _check_edges(proto, static)
+    except ShapeError as exc:
+        if not overridden:
+            raise
+        raise ShapeError(f"{exc}. {_static_batch_hint(name, overridden, batch)}") from exc
     return _build_graph(proto, large, name, opset, _Shapes(static), source)
+
+
+def _static_batch_hint(name: str, overridden: Mapping[str, int], batch: int | None) -> str:
+    was = sorted(set(overridden.values()))
+    return (
+        f"Model {name!r} was exported with a static batch of {', '.join(map(str, was))} "
+        f"(input {', '.join(repr(k) for k in overridden)}), and its constants (e.g. Reshape targets) hold that "
+        f"batch, so it cannot be re-batched to {batch}: export it with a dynamic batch axis "
+        "(torch.onnx.export(..., dynamic_shapes=...) or dynamic_axes={'input': {0: 'batch'}}), or export it at "
+        f"batch {batch}"
+    )
+
+
+# Ops whose (first) output holds as many elements as their (first) input.
+_SAME_COUNT_OPS = frozenset({
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Cast", "CastLike", "Relu", "LeakyRelu",
+    "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Gelu", "Erf", "Softmax", "LogSoftmax", "Neg", "Abs", "Sqrt",
+    "Exp", "Log", "Clip", "Dropout", "LayerNormalization", "BatchNormalization", "InstanceNormalization",
+})  # fmt: skip
+# Ops whose output is the numpy broadcast of all their inputs.
+_BROADCAST_OPS = frozenset({
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Equal", "Less", "Greater",
+    "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "PRelu", "Mod",
+})  # fmt: skip
+
+
+def _check_edges(model: onnx.ModelProto, static: Mapping[str, tuple[tuple[int, ...], int]]) -> None:
+    """Every node's shapes must agree with its inputs': element counts of shape-preserving ops (a Reshape
+    whose constant target holds another batch breaks this), broadcasts of elementwise ops, Concat and MatMul
+    operands. Shape inference does not check these, so an inconsistent graph would import and be estimated
+    wrongly. Raises ShapeError naming the first node at fault."""
+    for node in model.graph.node:
+        ins = [static[t][0] for t in node.input if t and t in static]
+        outs = [static[t][0] for t in node.output[:1] if t and t in static]
+        if not outs or not ins or len(ins) != len([t for t in node.input if t]):
+            continue
+        out, where = outs[0], f"node {node.name!r} ({node.op_type})"
+        if node.op_type in _SAME_COUNT_OPS:
+            if math.prod(ins[0]) != math.prod(out):
+                raise ShapeError(
+                    f"inconsistent shapes: {where} turns {ins[0]} ({math.prod(ins[0])} elements) into {out} "
+                    f"({math.prod(out)} elements)"
+                )
+        elif node.op_type in _BROADCAST_OPS:
+            try:
+                expected = tuple(np.broadcast_shapes(*ins))
+            except ValueError:
+                raise ShapeError(f"inconsistent shapes: {where} cannot broadcast its inputs {ins}") from None
+            if expected != out:
+                raise ShapeError(f"inconsistent shapes: {where} broadcasts {ins} to {expected}, not {out}")
+        elif node.op_type == "Concat" and len({len(s) for s in ins}) == 1 and ins[0]:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0) % len(ins[0])
+            others = {s[:axis] + s[axis + 1 :] for s in ins}
+            if len(others) != 1 or out != (*ins[0][:axis], sum(s[axis] for s in ins), *ins[0][axis + 1 :]):
+                raise ShapeError(f"inconsistent shapes: {where} concatenates {ins} on axis {axis} into {out}")
+        elif node.op_type == "MatMul" and len(ins) == 2 and len(ins[0]) >= 2 and len(ins[1]) >= 2:
+            if ins[0][-1] != ins[1][-2]:
+                raise ShapeError(f"inconsistent shapes: {where} multiplies {ins[0]} by {ins[1]}")
 
 
 def _convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
