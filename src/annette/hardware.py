@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from annette import checks
 from annette.bench.records import Target
 from annette.errors import HardwareModelError, UnknownNameError
 from annette.layers import KINDS, LayerModel
@@ -51,13 +52,16 @@ for _path in sorted(SHIPPED_DIR.glob("*.json")):
 
 @dataclass(frozen=True)
 class Overhead:
-    """Time the target spends beyond the profiled kernels (ms): per executed node (added to every layer's
-    kernel time; negative where profiled kernel times run long) and per run (added per estimate)."""
+    """Time the target spends beyond its kernels (ms): per executed node (dispatch; added to every layer's kernel
+    time) and per run (added per estimate), both >= 0. ``profiler_node_ms`` is what the runtime's profiler adds to
+    each profiled kernel time (its timing of a node and the rounding of its timestamps): it was taken off every
+    profiled sample the layer models were fitted on, so estimates never add it."""
 
     per_node_ms: float = 0.0
     per_run_ms: float = 0.0
     n_records: int = 0
     method: str = "none"
+    profiler_node_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,15 +69,17 @@ class Overhead:
             "per_run_ms": self.per_run_ms,
             "n_records": self.n_records,
             "method": self.method,
+            "profiler_node_ms": self.profiler_node_ms,
         }
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Overhead:
         return Overhead(
-            per_node_ms=float(d["per_node_ms"]),
-            per_run_ms=float(d["per_run_ms"]),
+            per_node_ms=checks.number(d["per_node_ms"], "overhead.per_node_ms"),
+            per_run_ms=checks.number(d["per_run_ms"], "overhead.per_run_ms", nonnegative=True),
             n_records=int(d.get("n_records", 0)),
             method=str(d.get("method", "")),
+            profiler_node_ms=checks.number(d.get("profiler_node_ms", 0.0), "overhead.profiler_node_ms"),
         )
 
 
@@ -108,15 +114,12 @@ class CacheModel:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> CacheModel:
-        cache = CacheModel(
-            capacity_bytes=float(d["capacity_bytes"]),
-            bandwidth_bytes_per_s=float(d["bandwidth_bytes_per_s"]),
+        return CacheModel(
+            capacity_bytes=checks.number(d["capacity_bytes"], "cache.capacity_bytes", positive=True),
+            bandwidth_bytes_per_s=checks.number(d["bandwidth_bytes_per_s"], "cache.bandwidth_bytes_per_s", positive=True),
             n_records=int(d.get("n_records", 0)),
             method=str(d.get("method", "")),
         )
-        if not (cache.capacity_bytes > 0 and cache.bandwidth_bytes_per_s > 0):
-            raise ValueError(f"cache capacity and bandwidth must be positive, got {cache}")
-        return cache
 
 
 @dataclass(frozen=True)
@@ -221,15 +224,20 @@ class HardwareModel:
     def from_dict(d: Mapping[str, Any], source: str = "<dict>") -> HardwareModel:
         if d.get("schema") != HW_SCHEMA:
             raise HardwareModelError(f"{source}: not a hardware model (expected \"schema\": \"{HW_SCHEMA}\")")
-        if d.get("schema_version") != HW_SCHEMA_VERSION:
+        version = d.get("schema_version")
+        if version != HW_SCHEMA_VERSION or isinstance(version, bool):
             raise HardwareModelError(
-                f"{source}: hardware-model schema version {d.get('schema_version')!r} is not supported "
-                f"(expected {HW_SCHEMA_VERSION})"
+                f"{source}: hardware-model schema version {version!r} is not supported (expected the "
+                f"integer {HW_SCHEMA_VERSION}{', not a string' if isinstance(version, str) else ''})"
             )
         required = ("name", "target", "features", "mapping", "overhead", "layer_models")
         missing = [k for k in required if k not in d]
         if missing:
             raise HardwareModelError(f"{source}: hardware model lacks {', '.join(missing)}")
+        try:
+            checks.check_bundle_parts(d)
+        except ValueError as exc:
+            raise HardwareModelError(f"{source}: malformed hardware model: {exc}") from exc
         names = tuple(str(n) for n in dict(d["features"]).get("names", ()))
         unknown = [n for n in names if n not in FEATURES]
         if unknown or not names:
@@ -241,8 +249,13 @@ class HardwareModel:
             target = Target.from_dict(d["target"])
             overhead = Overhead.from_dict(d["overhead"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise HardwareModelError(f"{source}: malformed target or overhead: {exc!r}") from exc
-        rules = MappingRules.from_dict(d["mapping"])
+            raise HardwareModelError(f"{source}: malformed target or overhead: {_why(exc)}") from exc
+        try:
+            rules = MappingRules.from_dict(d["mapping"])
+        except HardwareModelError as exc:
+            raise HardwareModelError(f"{source}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise HardwareModelError(f"{source}: malformed mapping rules: {_why(exc)}") from exc
         layer_models: dict[str, dict[str, LayerModel]] = {}
         for type_name, kinds in dict(d["layer_models"]).items():
             layer_models[type_name] = {}
@@ -266,11 +279,11 @@ class HardwareModel:
         try:
             bits = None if d.get("element_bits") is None else ElementBits.from_dict(d["element_bits"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise HardwareModelError(f"{source}: malformed element_bits: {exc!r}") from exc
+            raise HardwareModelError(f"{source}: malformed element_bits: {_why(exc)}") from exc
         try:
             cache = None if d.get("cache") is None else CacheModel.from_dict(d["cache"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise HardwareModelError(f"{source}: malformed cache model: {exc!r}") from exc
+            raise HardwareModelError(f"{source}: malformed cache model: {_why(exc)}") from exc
         return HardwareModel(
             name=str(d["name"]),
             target=target,
@@ -307,6 +320,11 @@ class HardwareModel:
         hw = HardwareModel.from_dict(data, source=str(p))
         _warn_runtime_version(hw.target, str(p))
         return hw
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as a message: a KeyError names the missing key, others their text."""
+    return f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else f"{exc}"
 
 
 def _warn_runtime_version(target: Target, source: str) -> None:

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from annette.errors import HardwareModelError, NotFittedError
+from annette import checks
+from annette.errors import HardwareModelError, NotFittedError, UnknownNameError
 from annette.layers.features import Features, check_names
 from annette.registry import Registry
 
@@ -88,17 +89,27 @@ class LayerModel(ABC):
     @abstractmethod
     def _learned_from_dict(self, d: Mapping[str, Any]) -> None: ...
 
+    def _check_loaded(self) -> None:
+        """Checks of a model rebuilt by :meth:`from_dict` that need its feature names (raise ValueError); none
+        by default."""
+        return None
+
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> LayerModel:
         """Rebuild a fitted model from :meth:`to_dict` output; raises HardwareModelError naming what is wrong."""
         try:
+            checks.obj(d, "a layer model")
             cls = LAYER_MODELS.get(str(d["kind"]))
             model = cls(**dict(d.get("params", {})))
             model._learned_from_dict(d["learned"])
             model.feature_names_ = tuple(str(n) for n in d["feature_names"])
             model.n_samples_ = int(d.get("n_samples", 0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise HardwareModelError(f"malformed layer model {dict(d).get('kind', '?')!r}: {exc!r}") from exc
+            model._check_loaded()
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            missing = isinstance(exc, KeyError) and not isinstance(exc, UnknownNameError) and exc.args
+            why = f"missing key {exc.args[0]!r}" if missing else str(exc)
+            kind = d.get("kind", "?") if isinstance(d, Mapping) else "?"
+            raise HardwareModelError(f"malformed layer model {kind!r}: {why}") from exc
         return model
 
     def __repr__(self) -> str:

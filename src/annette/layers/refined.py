@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from annette import checks
 from annette.layers.base import LAYER_MODELS
 from annette.layers.roofline import LOG_ROOF_BOUNDS, RooflineModel, Roofs, fit_roofs, robust_log_fit
 
@@ -200,8 +201,13 @@ class RefinedRooflineModel(RooflineModel):
 
     def _learned_from_dict(self, d: Mapping[str, Any]) -> None:
         super()._learned_from_dict(d)
-        self.par_ = {str(k): float(v) for k, v in dict(d["par"]).items()}
-        self.alpha_ = {str(k): float(v) for k, v in dict(d["alpha"]).items()}
+        self.par_ = {str(k): checks.number(v, f"par.{k}", positive=True) for k, v in checks.obj(d["par"], "par").items()}
+        self.alpha_ = {
+            str(k): checks.number(v, f"alpha.{k}", low=0.0, high=1.0) for k, v in checks.obj(d["alpha"], "alpha").items()
+        }
+        unknown = sorted(set(self.par_) - set(DIMENSIONS))
+        if unknown:
+            raise ValueError(f"refined roofline: par given for unknown dimensions {unknown} (known: {list(DIMENSIONS)})")
         missing = [k for k in self.par_ if k not in self.alpha_]
         if missing:
             raise ValueError(f"refined roofline: par given for {missing} but no alpha")

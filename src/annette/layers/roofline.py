@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from annette import checks
 from annette.layers.base import LAYER_MODELS, LayerModel
 from annette.layers.features import Features
 
@@ -58,11 +59,12 @@ class Roofs:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Roofs:
-        peak, bw = d["peak_flops_per_s"], d["bandwidth_bytes_per_s"]
         return Roofs(
-            peak_flops_per_s=None if peak is None else float(peak),
-            bandwidth_bytes_per_s=None if bw is None else float(bw),
-            overhead_ms=float(d["overhead_ms"]),
+            peak_flops_per_s=checks.optional_number(d["peak_flops_per_s"], "roofs.peak_flops_per_s", positive=True),
+            bandwidth_bytes_per_s=checks.optional_number(
+                d["bandwidth_bytes_per_s"], "roofs.bandwidth_bytes_per_s", positive=True
+            ),
+            overhead_ms=checks.number(d["overhead_ms"], "roofs.overhead_ms", nonnegative=True),
         )
 
 
@@ -188,7 +190,12 @@ class RooflineModel(LayerModel):
         return {"roofs": self.roofs_.to_dict()}
 
     def _learned_from_dict(self, d: Mapping[str, Any]) -> None:
-        self.roofs_ = Roofs.from_dict(d["roofs"])
+        self.roofs_ = Roofs.from_dict(checks.obj(d["roofs"], "roofs"))
+
+    def _check_loaded(self) -> None:
+        unknown = [c for c in (self.work, *self.traffic) if c not in self.feature_names_]
+        if unknown or not self.traffic:
+            raise ValueError(f"roof columns {unknown or 'traffic ()'} are not among its features {list(self.feature_names_)}")
 
 
 LAYER_MODELS.register("roofline", RooflineModel)

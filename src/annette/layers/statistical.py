@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from annette.layers.base import LAYER_MODELS, LayerModel
+from annette.layers.lgbm_text import checked_model_text, compact_model_text, text_n_features
 
 
 class StatisticalModel(LayerModel):
@@ -80,32 +81,20 @@ class StatisticalModel(LayerModel):
         return {"lightgbm_model": self.model_text_}
 
     def _learned_from_dict(self, d: Mapping[str, Any]) -> None:
-        text = d["lightgbm_model"]
-        if not isinstance(text, str) or not text.startswith("tree"):
-            raise ValueError("statistical model: 'lightgbm_model' is not a LightGBM model text")
-        self.model_text_ = text
+        # Checked here, at load: LightGBM's own parser is not memory-safe (see annette.layers.lgbm_text).
+        self.model_text_ = checked_model_text(d["lightgbm_model"])
         self._booster = None
 
-
-# Per-node training statistics and the tree byte offsets: LightGBM's text format lists them, prediction
-# does not read them (without ``tree_sizes`` the trees are parsed in sequence). Dropping them, and the
-# trailing importance/parameter sections, halves a bundle and predicts bit-identically (tested).
-_TRAINING_ONLY_KEYS = (
-    "split_gain=", "internal_value=", "internal_weight=", "internal_count=", "leaf_weight=", "leaf_count=",
-    "tree_sizes=",
-)  # fmt: skip
-
-
-def compact_model_text(text: str) -> str:
-    """LightGBM model text without what only training and inspection need."""
-    cut = text.find("\nfeature_importances:")
-    if cut >= 0:
-        text = text[: cut + 1]
-    return "\n".join(line for line in text.split("\n") if not line.startswith(_TRAINING_ONLY_KEYS))
+    def _check_loaded(self) -> None:
+        n = text_n_features(self.model_text_)
+        if n != len(self.feature_names_):
+            raise ValueError(f"its LightGBM model takes {n} features, but it names {len(self.feature_names_)}")
 
 
 def _lgb_name(name: str) -> str:
     return name.replace(" ", "_")
 
+
+__all__ = ["StatisticalModel", "compact_model_text"]
 
 LAYER_MODELS.register("statistical", StatisticalModel)
