@@ -11,7 +11,15 @@ import pytest
 from annette.bench.records import BenchRecord, Measurement, NodeProfile, Target
 from annette.errors import AnnetteError
 from annette.evaluate import metrics as M
-from annette.evaluate.report import best_kind, markdown_table, write_report
+from annette.evaluate.report import (
+    ERROR_AXIS_CLIP_PCT,
+    FUSED_BY_RUNTIME,
+    best_kind,
+    markdown_table,
+    plot_error_by_type,
+    target_warnings,
+    write_report,
+)
 from annette.evaluate.study import (
     UNPROFILED,
     MeasurementLog,
@@ -138,16 +146,15 @@ def test_write_report_files_and_numbers(tmp_path: Path) -> None:
     assert data["overall"]["mixed"]["mape_pct"] == pytest.approx(r.overall["mixed"].mape_pct)
     assert data["networks"][0]["error_pct"]["roofline"] == pytest.approx(-50.0)
     assert data["failed"] == {"file:broken": "BackendError: could not run"}
-    assert {p.name for p in files.plots} == {
+    assert {p.name for p in files.plots} == {  # no ranking plot of 3 networks
         "estimated_vs_measured.png",
         "layer_breakdown.png",
         "error_by_type.png",
-        "ranking.png",
     }
     for p in files.plots:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = files.html.read_text()
-    assert page.count("data:image/png;base64,") == 4 and "hand-made study" in page
+    assert page.count("data:image/png;base64,") == 3 and "hand-made study" in page
     summary = files.summary.read_text()
     assert markdown_table(r) in summary and "file:broken" in summary
     assert "| mixed | 3 | 6.67 |" in markdown_table(r)
@@ -200,3 +207,79 @@ def test_settings_key_and_display_names() -> None:
     assert display_name("models/net.onnx") == "net"
     assert display_name("nb201:|none~0|+|none~0|none~1|+|none~0|none~1|none~2|") == "nb201-00000"
     assert M.compute_metrics([1.0], [1.0]).n == 1
+
+
+# -- issue 14, item 8: the report leads with the answer and explains itself ----------------------------------
+def _with(r: StudyResult, **changes: object) -> StudyResult:
+    import dataclasses
+
+    return dataclasses.replace(r, **changes)  # type: ignore[arg-type]
+
+
+def test_summary_leads_with_networks_and_explains_flags(tmp_path: Path) -> None:
+    r = make_result()
+    flagged = (dataclasses_replace(r.networks[0], flags=("outliers", "slow_first_run")), *r.networks[1:])
+    files = write_report(_with(r, networks=flagged), tmp_path)
+    summary = files.summary.read_text()
+    assert summary.index("## Per network") < summary.index("## Overall")
+    assert "| a | 1.000 | 1.000 / 1.100 | 0.500 (-50.0 %) | 1.050 (+5.0 %) | 0 | outliers, slow_first_run |" in summary
+    assert "outliers: some samples lie far from the others" in summary
+    assert "slow_first_run: the first warm-up call" in summary
+    page = files.html.read_text()
+    assert page.index("Per network") < page.index("<h2>Overall</h2>") and "modified z-score" in page
+
+
+def dataclasses_replace(obj: object, **changes: object) -> NetworkResult:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)  # type: ignore[type-var, return-value]
+
+
+def test_types_the_runtime_fused_are_named_not_na(tmp_path: Path) -> None:
+    r = make_result()  # Add is estimated in "a" and profiled there; add one only the estimate has
+    nets = (dataclasses_replace(r.networks[0], estimated_by_type={
+        k: {**v, "BatchNormalization": 0.05} for k, v in r.networks[0].estimated_by_type.items()}), *r.networks[1:])
+    r = _with(r, networks=nets, by_type={k: type_errors(nets, k) for k in KINDS})
+    assert r.by_type["mixed"]["BatchNormalization"]["profiled_ms"] == 0
+    summary = write_report(r, tmp_path).summary.read_text()
+    line = next(x for x in summary.splitlines() if x.startswith("| BatchNormalization |"))
+    assert FUSED_BY_RUNTIME in line and "n/a" not in line
+
+
+def test_error_axis_is_clipped_with_the_value_printed() -> None:
+    r = make_result()
+    by_type = {k: {**v, "Add": {**v["Add"], "error_pct": 900.0}} for k, v in r.by_type.items()}
+    fig = plot_error_by_type(_with(r, by_type=by_type))
+    assert fig is not None
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert hi < 200 and lo > -200  # the other types stay readable
+    assert any(t.get_text() == "+900 %" for t in ax.texts)
+    assert "clipped at ±150 %" in ax.get_xlabel()
+    assert max(abs(p.get_width()) for p in ax.patches) <= ERROR_AXIS_CLIP_PCT
+
+
+def test_ranking_plot_only_from_five_networks(tmp_path: Path) -> None:
+    r = make_result()
+    nets = tuple(
+        net(f"n{i}", 1.0 + i, (1.0 + i, 1.0 + i), {"roofline": 0.5 + i, "mixed": 1.1 + i}) for i in range(5)
+    )
+    overall, floor = summarize(nets, KINDS, rounds=2)
+    files = write_report(_with(r, networks=nets, overall=overall, noise_floor=floor), tmp_path)
+    assert "ranking.png" in {p.name for p in files.plots}
+
+
+def test_hardware_model_target_beside_the_measured_one_with_warnings(tmp_path: Path) -> None:
+    hw = {"device_model": "Intel Xeon", "runtime": "onnxruntime", "runtime_version": "1.32.0", "threads": 1,
+          "precision": "fp32", "extra": {"isa": "avx2,avx512f"}}
+    same = _with(make_result(), hw_target_info=hw, measured_target=dict(hw),
+                 metadata={"loadavg": [0.2, 0.2, 0.2], "cpu_count": 2})
+    assert target_warnings(same) == []
+    other = _with(same, measured_target={**hw, "device_model": "AMD EPYC", "extra": {"isa": "avx2"}},
+                  metadata={"loadavg": [3.5, 2.0, 1.0], "cpu_count": 2})
+    warnings = target_warnings(other)
+    assert any("CPU Intel Xeon" in w and "AMD EPYC" in w for w in warnings)
+    assert any("ISA avx2,avx512f" in w for w in warnings)
+    assert any("load average was 3.50 on 2" in w for w in warnings)
+    summary = write_report(other, tmp_path).summary.read_text()
+    assert "| ISA | avx2,avx512f | avx2 |" in summary and summary.count("**Warning:**") == 3

@@ -108,6 +108,17 @@ def modified_z_outliers(samples: Sequence[float], threshold: float = MODIFIED_Z_
     return sum(1 for x in samples if abs(0.6745 * (x - med) / mad) > threshold)
 
 
+# What each stability flag of a measurement means (reports explain every flag they show).
+FLAG_MEANINGS: dict[str, str] = {
+    "high_cv": "the samples' coefficient of variation is 10 % or more",
+    "high_iqr": "the samples' interquartile range is 10 % of the median or more",
+    "outliers": "some samples lie far from the others (modified z-score above 14.8): interference",
+    "slow_first_run": "the first warm-up call took over twice the median (discarded; lazy initialisation)",
+    "too_short": "a sample lasted under half the minimum sample time: the inner loop hit its cap",
+    "capped": "sampling stopped at the time or sample cap before the samples were stable",
+}
+
+
 def stability_flags(samples: Sequence[float], warmup_ms: Sequence[float], inner_loops: int, p: TimingProtocol) -> list[str]:
     flags = []
     med = statistics.median(samples)

@@ -28,8 +28,10 @@ def evaluate(
     batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
     backend_option: list[str] = typer.Option(None, "--backend-option", "--opt", help=BACKEND_OPTION_HELP),
     models: list[str] = typer.Option(
-        None, "--models", "-m", help="A model (.onnx, graph .json, torchvision:NAME, nb201:ARCH); repeat it."
+        None, "--models", "-m",
+        help="Models (.onnx, graph .json, torchvision:NAME, nb201:ARCH): --models A B, -m A -m B, or A B alone.",
     ),
+    more_models: list[str] = typer.Argument(None, help="More models (as --models).", show_default=False),
     zoo: str = typer.Option(None, "--zoo", help="Evaluate a whole zoo: torchvision."),
     nb201: int = typer.Option(
         None, "--nb201", help="Evaluate N NAS-Bench-201 architectures drawn with --seed."
@@ -46,10 +48,11 @@ def evaluate(
     """Measure networks end to end, estimate them with every layer-model kind of HW, and write a report
     (report.html, summary.md, results.json, PNG plots) with MAPE, RMSPE, ±5/±10 % accuracy, Spearman and
     Kendall per kind and the noise floor. Rerunning with the same -o reuses finished measurements."""
-    from annette.evaluate.report import write_report
+    from annette.evaluate.report import flag_legend, network_rows, target_warnings, write_report
     from annette.evaluate.study import Progress as StudyProgress
     from annette.evaluate.study import StudySettings, nb201_specs, run_study, zoo_specs
 
+    models = [*(models or ()), *(more_models or ())]
     chosen = [name for name, value in (("--models", models), ("--zoo", zoo), ("--nb201", nb201)) if value]
     if len(chosen) != 1:
         raise AnnetteError(
@@ -98,6 +101,18 @@ def evaluate(
     if as_json:
         emit_json({**result.to_dict(), "report": {"html": str(files.html), "summary": str(files.summary)}})
         return
+    for warning in target_warnings(result):
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    head, net_rows = network_rows(result)
+    per_net = Table(title=escape(f"{result.title}: per network (label = {result.label_statistic})"))
+    for i, col in enumerate(head):
+        per_net.add_column(escape(col), justify="left" if i == 0 or col == "flags" else "right",
+                           overflow="fold")
+    for row in net_rows:
+        per_net.add_row(*(escape(c) for c in row))
+    console.print(per_net)
+    for line in flag_legend(result):
+        console.print(f"  flag {escape(line)}", highlight=False)
     table = Table(title=f"{result.title}: {len(result.networks)} networks, label = {result.label_statistic}")
     for col in ("model kind", "MAPE %", "RMSPE %", "±5 %", "±10 %", "Spearman", "Kendall"):
         table.add_column(col, justify="left" if col == "model kind" else "right")

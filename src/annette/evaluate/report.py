@@ -6,7 +6,13 @@ Plots (matplotlib, drawn on ``Figure`` objects with the Agg canvas, so the globa
 - ``layer_breakdown.png``: per profiled network, the estimated time per layer type (best kind) next to the
   profiled kernel time per layer type plus the time outside kernels, as shares of the measured latency;
 - ``error_by_type.png``: per kind and layer type, summed estimate against summed profiled kernel time;
-- ``ranking.png``: estimated rank against measured rank per kind (fidelity, for NAS studies).
+- ``ranking.png``: estimated rank against measured rank per kind (fidelity, for NAS studies; only from
+  :data:`MIN_RANKING_NETWORKS` networks on).
+
+``error_by_type.png`` clips its axis at ±:data:`ERROR_AXIS_CLIP_PCT` (one type off by +900 % would squash
+the others) and prints the value of every clipped bar. summary.md and the HTML page lead with the
+per-network table, explain every stability flag shown, and put the hardware model's target (CPU, ISA,
+runtime, threads) beside the measured one, with a warning where they differ or the machine was busy.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import html
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from annette.bench.runner import FLAG_MEANINGS
 from annette.evaluate.metrics import Metrics, rankdata
 from annette.evaluate.study import UNPROFILED, NetworkResult, StudyResult
 
@@ -34,6 +41,10 @@ log = logging.getLogger(__name__)
 
 MAX_BREAKDOWN_NETWORKS = 16
 MAX_TYPES = 8
+MIN_RANKING_NETWORKS = 5  # a rank plot of fewer networks says nothing
+ERROR_AXIS_CLIP_PCT = 150.0  # error-by-type bars beyond ±this are clipped (their value is printed)
+HIGH_LOAD_SHARE = 0.5  # warn when the 1-minute load average exceeds this share of the logical CPUs
+FUSED_BY_RUNTIME = "fused by the runtime (no kernel of its own in the profile)"
 KIND_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 TYPE_COLORS = (
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
@@ -108,10 +119,101 @@ def settings_line(result: StudyResult) -> str:
     )
 
 
+def network_rows(result: StudyResult) -> tuple[list[str], list[list[str]]]:
+    """The per-network table (the answer first): head and rows, one per network."""
+    kinds = list(result.overall)
+    head = ["network", "measured ms", "rounds ms", *(f"{k} ms (error)" for k in kinds), "unsupported", "flags"]
+    rows = [
+        [
+            n.name,
+            f"{n.measured_ms:.3f}",
+            " / ".join(f"{r:.3f}" for r in n.rounds_ms),
+            *(f"{n.estimated_ms[k]:.3f} ({n.error_pct(k):+.1f} %)" for k in kinds),
+            str(max(n.unsupported.values(), default=0)),
+            ", ".join(n.flags) or "-",
+        ]
+        for n in result.networks
+    ]
+    return head, rows
+
+
+def flag_legend(result: StudyResult) -> list[str]:
+    """One line per stability flag the networks carry, saying what it means."""
+    used = sorted({f for n in result.networks for f in n.flags})
+    return [f"{f}: {FLAG_MEANINGS.get(f, 'see annette.bench.runner')}" for f in used]
+
+
+def type_error_cell(s: Mapping[str, float]) -> str:
+    """The error of one layer type; a type estimated but absent from the profile was fused by the runtime."""
+    if s["profiled_ms"] <= 0 and s["estimated_ms"] > 0:
+        return FUSED_BY_RUNTIME
+    return _fmt(s["error_pct"], 1)
+
+
+def type_mape_cell(s: Mapping[str, float]) -> str:
+    return "-" if s["profiled_ms"] <= 0 and s["estimated_ms"] > 0 else _fmt(s["mape_pct"], 1)
+
+
+def _isa(target: Mapping[str, Any]) -> str:
+    extra = target.get("extra") or {}
+    return str(extra.get("isa", "?")) if isinstance(extra, Mapping) else "?"
+
+
+def target_rows(result: StudyResult) -> list[list[str]]:
+    """The hardware model's target beside the measured one: device (CPU), ISA, runtime, threads."""
+    hw, got = result.hw_target_info, result.measured_target
+    rows = []
+    for label, key in (("device", "device_model"), ("runtime", "runtime"), ("runtime version", "runtime_version"),
+                       ("threads", "threads"), ("precision", "precision")):
+        rows.append([label, str(hw.get(key, "?")), str(got.get(key, "?"))])
+    rows.append(["ISA", _isa(hw), _isa(got)])
+    return rows
+
+
+def target_warnings(result: StudyResult) -> list[str]:
+    """Why the figures may not mean what they seem: the model describes another CPU/ISA/runtime than the
+    one measured, or the machine was busy."""
+    out = []
+    hw, got = result.hw_target_info, result.measured_target
+    if hw and got:
+        for label, a, b in (
+            ("CPU", hw.get("device_model"), got.get("device_model")),
+            ("ISA", _isa(hw), _isa(got)),
+            ("runtime", f"{hw.get('runtime')} {hw.get('runtime_version')}", f"{got.get('runtime')} "
+             f"{got.get('runtime_version')}"),
+            ("threads", hw.get("threads"), got.get("threads")),
+        ):
+            if a not in (None, "?") and b not in (None, "?") and a != b:
+                out.append(f"the hardware model describes {label} {a!s}, but the networks were measured on {b!s}")
+    load = result.metadata.get("loadavg") or []
+    cpus = result.metadata.get("cpu_count") or 0
+    if load and cpus and float(load[0]) > HIGH_LOAD_SHARE * cpus:
+        out.append(f"the load average was {float(load[0]):.2f} on {cpus} logical CPUs when the report was made: "
+                   "measurements on a busy machine are slower than the model expects")
+    return out
+
+
+def _markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1),
+            *("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows)]
+
+
 def summary_markdown(result: StudyResult) -> str:
-    lines = [f"# {result.title}", "", settings_line(result), "", markdown_table(result), ""]
+    lines = [f"# {result.title}", "", settings_line(result), ""]
+    warnings = target_warnings(result)
+    if warnings:
+        lines += [f"- **Warning:** {w}." for w in warnings] + [""]
+    if result.networks:
+        lines += ["## Per network", "", *_markdown(*network_rows(result)), ""]
+        legend = flag_legend(result)
+        if legend:
+            lines += ["Flags: " + "; ".join(legend) + ".", ""]
+    lines += ["## Overall", "", markdown_table(result), ""]
     if result.noise_floor is None:
         lines += ["No noise floor: it needs at least 2 rounds.", ""]
+    if result.hw_target_info:
+        lines += ["## Target: hardware model vs measured", "",
+                  *_markdown(["", f"hardware model {result.hw}", "measured"], target_rows(result)), ""]
     kind = best_kind(result)
     if kind is not None and result.by_type.get(kind):
         lines += [
@@ -122,8 +224,8 @@ def summary_markdown(result: StudyResult) -> str:
         ]
         for t, s in result.by_type[kind].items():
             lines.append(
-                f"| {t} | {s['estimated_ms']:.3f} | {s['profiled_ms']:.3f} | {_fmt(s['error_pct'], 1)} | "
-                f"{_fmt(s['mape_pct'], 1)} |"
+                f"| {t} | {s['estimated_ms']:.3f} | {s['profiled_ms']:.3f} | {type_error_cell(s)} | "
+                f"{type_mape_cell(s)} |"
             )
         lines.append("")
     unsupported = {n.name: max(n.unsupported.values(), default=0) for n in result.networks}
@@ -258,14 +360,24 @@ def plot_error_by_type(result: StudyResult) -> Figure | None:
     fig = _figure(8.0, 1.2 + 0.42 * len(types) * max(1, len(kinds)) ** 0.5)
     ax: Axes = fig.subplots()
     height = 0.8 / len(kinds)
+    clip = ERROR_AXIS_CLIP_PCT
+    clipped_any = False
     for j, kind in enumerate(kinds):
-        vals = [result.by_type[kind].get(t, {}).get("error_pct", math.nan) for t in types]
+        vals = np.nan_to_num([result.by_type[kind].get(t, {}).get("error_pct", math.nan) for t in types])
         ys = np.arange(len(types)) + j * height - 0.4 + height / 2
-        ax.barh(ys, np.nan_to_num(vals), height=height, color=colors[kind], label=kind)
+        shown = np.clip(vals, -clip, clip)
+        ax.barh(ys, shown, height=height, color=colors[kind], label=kind)
+        for y, v, w in zip(ys, vals, shown, strict=True):
+            if v != w:  # clipped: print the true value at the bar's end
+                clipped_any = True
+                ax.text(w * 0.98, y, f"{v:+.0f} %", va="center", ha="right" if v > 0 else "left", fontsize=7,
+                        color="white", fontweight="bold")
+    ax.set_xlim(-clip * 1.05, clip * 1.05)
     ax.axvline(0, color="0.3", lw=1)
     ax.set_yticks(np.arange(len(types)), types, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("(summed estimate − summed profiled kernel time) / profiled, %")
+    ax.set_xlabel("(summed estimate − summed profiled kernel time) / profiled, %"
+                  + (f"; axis clipped at ±{clip:.0f} %, clipped bars print their value" if clipped_any else ""))
     ax.set_title(
         "Error by layer type over profiled networks (kernel times exclude per-node overhead)", fontsize=10
     )
@@ -321,7 +433,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], right_from: int =
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 8px}th{background:#f3f3f3}td.num{text-align:right}
+th,td{border:1px solid #ccc;padding:3px 8px}th{background:#f3f3f3}td.num{text-align:right}.warn{color:#a30}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}code{font-size:12px}
 """
 
@@ -331,6 +443,11 @@ def render_html(result: StudyResult, plots: Sequence[Path]) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(result.title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(result.title)}</h1><p>{html.escape(settings_line(result))}</p>",
+        *(f"<p class='warn'><b>Warning:</b> {html.escape(w)}.</p>" for w in target_warnings(result)),
+        "<h2>Per network</h2>",
+        _table(*network_rows(result)),
+        *(["<p>Flags:</p><ul>"] + [f"<li>{html.escape(x)}</li>" for x in flag_legend(result)] + ["</ul>"]
+          if flag_legend(result) else []),
         "<h2>Overall</h2>",
         _table(
             ["model kind", *(c for c, _, _ in METRIC_COLUMNS)],
@@ -345,25 +462,9 @@ def render_html(result: StudyResult, plots: Sequence[Path]) -> str:
         parts.append(f"<h3>{html.escape(plot.stem.replace('_', ' '))}</h3>")
         parts.append(f"<img alt='{html.escape(plot.name)}' src='data:image/png;base64,{data}'>")
     kinds = list(result.overall)
-    parts.append("<h2>Networks</h2>")
-    rows = []
-    for n in result.networks:
-        rows.append(
-            [
-                n.name,
-                f"{n.measured_ms:.3f}",
-                " / ".join(f"{r:.3f}" for r in n.rounds_ms),
-                *(f"{n.estimated_ms[k]:.3f} ({n.error_pct(k):+.1f} %)" for k in kinds),
-                str(max(n.unsupported.values(), default=0)),
-                ", ".join(n.flags),
-            ]
-        )
-    parts.append(
-        _table(
-            ["network", "measured ms", "rounds ms", *(f"{k} ms (error)" for k in kinds), "unsupp.", "flags"],
-            rows,
-        )
-    )
+    if result.hw_target_info:
+        parts.append("<h2>Target: hardware model vs measured</h2>")
+        parts.append(_table(["", f"hardware model {result.hw}", "measured"], target_rows(result), right_from=9))
     for kind in kinds:
         if result.by_type.get(kind):
             parts.append(f"<h2>By layer type: {html.escape(kind)}</h2>")
@@ -382,8 +483,8 @@ def render_html(result: StudyResult, plots: Sequence[Path]) -> str:
                             t,
                             f"{s['estimated_ms']:.3f}",
                             f"{s['profiled_ms']:.3f}",
-                            _fmt(s["error_pct"], 1),
-                            _fmt(s["mape_pct"], 1),
+                            type_error_cell(s),
+                            type_mape_cell(s),
                             str(int(s["networks"])),
                         ]
                         for t, s in result.by_type[kind].items()
@@ -415,7 +516,7 @@ def write_report(result: StudyResult, out_dir: str | Path) -> ReportFiles:
     if result.networks and result.overall:
         figures: list[tuple[str, Figure | None]] = [
             ("estimated_vs_measured", plot_estimated_vs_measured(result)),
-            ("ranking", plot_ranking(result)),
+            ("ranking", plot_ranking(result) if len(result.networks) >= MIN_RANKING_NETWORKS else None),
         ]
         kind = best_kind(result)
         if kind is not None:

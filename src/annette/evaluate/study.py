@@ -167,6 +167,7 @@ class StudyResult:
     by_type: Mapping[str, Mapping[str, Mapping[str, float]]]  # kind -> layer type -> summary
     failed: Mapping[str, str]  # spec -> error
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    hw_target_info: Mapping[str, Any] = field(default_factory=dict)  # the hardware model's Target.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +176,7 @@ class StudyResult:
             "title": self.title,
             "hw": self.hw,
             "hw_target": self.hw_target,
+            "hw_target_info": dict(self.hw_target_info),
             "measured_target": dict(self.measured_target),
             "label_statistic": self.label_statistic,
             "settings": self.settings.to_dict(),
@@ -519,6 +521,7 @@ def run_study(
         by_type=by_type,
         failed=dict(failed),
         metadata=_metadata(),
+        hw_target_info=hw_model.target.to_dict(),
     )
 
 
@@ -542,6 +545,7 @@ def _metadata() -> dict[str, Any]:
         meta["cpu"] = cpu_model()
     except ImportError:
         meta["cpu"] = platform.processor()
+    meta["cpu_count"] = os.cpu_count()
     if hasattr(os, "getloadavg"):
         meta["loadavg"] = list(os.getloadavg())
     return meta
