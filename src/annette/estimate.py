@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +35,14 @@ import numpy as np
 from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
-from annette.hardware import KIND_FALLBACKS, CacheModel, HardwareModel, Resolved
+from annette.hardware import (
+    KIND_FALLBACKS,
+    CacheModel,
+    HardwareModel,
+    Resolved,
+    TargetMismatchWarning,
+    target_mismatch,
+)
 from annette.layers.features import (
     DistinctRows,
     Features,
@@ -169,6 +178,8 @@ class Estimate:
     # their time (included in total_ms).
     n_generic: int = 0
     generic_ms: float = 0.0
+    # What the caller should know about every number here (e.g. the bundle was fitted for another machine).
+    warnings: tuple[str, ...] = ()
 
     @property
     def generic_share(self) -> float:
@@ -207,6 +218,7 @@ class Estimate:
             "n_unsupported": self.n_unsupported,
             "n_generic": self.n_generic,
             "generic_ms": self.generic_ms,
+            "warnings": list(self.warnings),
             "generic_share": self.generic_share,
             "removed": list(self.removed),
             "layers": [layer.to_dict() for layer in self.layers],
@@ -275,6 +287,7 @@ def estimate_many(
     hw = _hardware(hw)
     if kind not in KIND_FALLBACKS:
         raise UnknownNameError(f"unknown estimate kind {kind!r}; valid: {', '.join(KIND_FALLBACKS)}")
+    notes = _target_warnings(hw)
     if kind not in hw.kinds:
         logger.warning("hardware model %r has no %r layer models (has %s); falling back per layer", hw.name, kind,
                        ", ".join(hw.kinds) or "none")
@@ -318,8 +331,10 @@ def estimate_many(
     for key, rows in rows_of.items():
         idx = np.array(rows, dtype=np.intp)
         sub = X.take(idx)
-        # kernel time + per-node overhead (which may be a negative correction of profiled kernel times)
-        row_times[idx] = np.maximum(models[key].model.predict(sub) + hw.overhead.per_node_ms, 0.0)
+        # kernel time (scaled onto the calibrated machine) + per-node overhead (older bundles: possibly a negative
+        # correction of profiled kernel times)
+        scale = 1.0 if hw.calibration is None else hw.calibration.scale(models[key].type)
+        row_times[idx] = np.maximum(models[key].model.predict(sub) * scale + hw.overhead.per_node_ms, 0.0)
         bounds[idx] = _bound(hw, models[key], sub)
     times = row_times[inverse]
     extra = None if hw.cache is None else _cache_extra(hw.cache, everything.column("weight_bytes"), inverse, sizes)
@@ -355,6 +370,7 @@ def estimate_many(
             cache_ms=0.0 if extra is None else float(extra[start:stop].sum()),
             n_generic=int(cum_generic[stop] - cum_generic[start]),
             generic_ms=float(generic_times[start:stop].sum()),
+            warnings=notes,
         )
         if strict and est.n_unsupported:
             bad = est.unsupported
@@ -375,6 +391,22 @@ def estimate_many(
         out.append(est)
         start = stop
     return out
+
+
+_NOTES: weakref.WeakKeyDictionary[HardwareModel, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _target_warnings(hw: HardwareModel) -> tuple[str, ...]:
+    """The warnings every estimate with ``hw`` carries (a bundle fitted for another machine than this one); the
+    Python warning (:class:`annette.hardware.TargetMismatchWarning`) is issued once per bundle object."""
+    if hw in _NOTES:
+        return _NOTES[hw]
+    mismatch = target_mismatch(hw.target)
+    notes = () if mismatch is None else (f"hardware model {hw.name!r} was {mismatch}",)
+    _NOTES[hw] = notes
+    for note in notes:
+        warnings.warn(note, TargetMismatchWarning, stacklevel=3)
+    return notes
 
 
 def _cache_extra(cache: CacheModel, row_weight_bytes: np.ndarray, inverse: np.ndarray, sizes: list[int]) -> np.ndarray:

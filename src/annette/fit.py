@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 MIN_SAMPLES: dict[str, int] = {"roofline": 8, "refined": 12, "statistical": 30, "mixed": 30}
 LAYER_RECORD_KINDS = ("micro", "multi")
+CACHE_KIND = "cache"  # cache-pressure records (annette.bench.context_blocks): for fit_cache, not layer samples
 
 Progress = Callable[[str], None]
 
@@ -147,13 +148,22 @@ def _usable(
     return kept, skipped, target
 
 
-def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
-    """Per-node and per-run overhead from profiled records: measured − Σ kernel = per_run + per_node · nodes.
+CHAIN_FAMILY = "node_chain"  # annette.bench.context_blocks: chains of trivial nodes
+PROFILE_FLOOR = 0.05  # a profiled sample keeps at least this share of its kernel time
 
-    Least squares weighted by 1/measured (relative errors, so small and large records count alike). The
-    per-node term may come out negative: then the profiler's kernel times overstate what a node costs in an
-    unprofiled run (on ORT CPU each profiled node reads ~2-3 µs long), and the term corrects them in every
-    estimate.
+
+def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
+    """Per-node and per-run overheads (both >= 0) and the profiler's own per-node cost, from profiled records.
+
+    The gap between a record's unprofiled time and its summed profiled kernel times is regressed on its node
+    count: gap = per_run + g · nodes (least squares weighted by 1/measured, so small and large records count
+    alike). Only g = per_node − profiler_node is seen there: a runtime's profiler can add a cost of its own to
+    each kernel time it reports (ONNX Runtime's does: whole microseconds per node, ``benchmarks/
+    profiler_overhead.py``), which makes g negative. The per-node cost of an unprofiled run is therefore taken
+    from chains of trivial nodes (family ``node_chain``: the slope of their unprofiled time over their node
+    count, kernel included, so an upper bound of the dispatch cost), where the store has them; per_node =
+    max(0, chain slope, g) and profiler_node = per_node − g >= 0, which keeps every estimate's sum what the
+    gap says. ``collect_samples`` takes profiler_node off every profiled kernel time.
     """
     rows = [
         (len(r.profile), r.measurement.label_ms, sum(p.time_ms for p in r.profile))
@@ -164,14 +174,26 @@ def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
         return Overhead(method="none: no per-node profiles, overheads are inside the layer models")
     n, label, kernel = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
     gap = label - kernel
+    w2 = (1.0 / label) ** 2
     if len(set(n.tolist())) < 2:
-        return Overhead(0.0, float(np.median(gap)), len(rows), "median (measured − Σ kernel), one node count only")
-    w = 1.0 / label
-    coef, *_ = np.linalg.lstsq(np.column_stack([n, np.ones_like(n)]) * w[:, None], gap * w, rcond=None)
-    return Overhead(
-        float(coef[0]), float(coef[1]), len(rows), "least squares, 1/measured weights: measured − Σ kernel = "
-        "per_node·nodes + per_run"
-    )
+        g, per_run = 0.0, float(np.median(gap))
+        how = "median (measured − Σ kernel), one node count only"
+    else:
+        A = np.column_stack([n, np.ones_like(n)]) * np.sqrt(w2)[:, None]
+        (g, per_run), *_ = np.linalg.lstsq(A, gap * np.sqrt(w2), rcond=None)
+        how = "least squares, 1/measured weights: measured − Σ kernel = per_run + (per_node − profiler_node)·nodes"
+        if per_run < 0:  # no physical run cost is negative: the line through the origin
+            g, per_run = float(np.sum(w2 * gap * n) / np.sum(w2 * n * n)), 0.0
+            how += " (per_run clipped at 0)"
+    chains = [(len(r.profile), r.measurement.label_ms) for r in records
+              if r.family == CHAIN_FAMILY and r.profile and r.measurement is not None]
+    slope = 0.0
+    if len({c for c, _ in chains}) >= 3:
+        cn, ct = (np.array(col, dtype=np.float64) for col in zip(*chains, strict=True))
+        slope = float(np.polyfit(cn, ct, 1)[0])
+        how += f"; per_node from {len(chains)} unprofiled node chains"
+    per_node = max(0.0, slope, float(g))
+    return Overhead(per_node, max(0.0, float(per_run)), len(rows), how, profiler_node_ms=per_node - float(g))
 
 
 # -- samples -------------------------------------------------------------------------------------------------
@@ -184,7 +206,8 @@ class _Samples:
 
 def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhead: Overhead) -> _Samples:
     """Training samples (executed layer, kernel ms, record index) from records (see the module docstring):
-    profiled kernel times (summed over the nodes of a layer split into several kernels), or, for an
+    profiled kernel times (summed over the nodes of a layer split into several kernels) less the profiler's own
+    per-node cost (``overhead.profiler_node_ms``, keeping at least PROFILE_FLOOR of each), or, for an
     unprofiled single-layer record, the measured time less the per-run and per-node overheads."""
     positions = {r.op_type: r.position for r in rules.insertions}
     if rules.layouts is not None:
@@ -195,9 +218,9 @@ def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhea
     for i, rec in enumerate(records):
         run = read_profile(rec)
         if run is not None:
-            for ex, t, _ in run.executed(positions):
+            for ex, t, nodes in run.executed(positions):
                 layers.append(ex)
-                times.append(t)
+                times.append(max(t - nodes * overhead.profiler_node_ms, PROFILE_FLOOR * t))
                 owner.append(i)
             continue
         assert rec.graph is not None and rec.measurement is not None
@@ -269,8 +292,8 @@ def fit_records(
     say(f"{len(fit_set)} records of {target.key} ({dict(Counter(r.kind for r in fit_set))})")
 
     overhead = fit_overhead(fit_set)
-    say(f"overhead: {overhead.per_node_ms * 1e3:.2f} µs per node, {overhead.per_run_ms * 1e3:.2f} µs per run "
-        f"({overhead.n_records} profiled records)")
+    say(f"overhead: {overhead.per_node_ms * 1e3:.2f} µs per node, {overhead.per_run_ms * 1e3:.2f} µs per run; the "
+        f"profiler adds {overhead.profiler_node_ms * 1e3:.2f} µs per node ({overhead.n_records} profiled records)")
     rules = learn_rules(fit_set, alpha=alpha, run_overhead_ms=overhead.per_run_ms)
     layout = "" if rules.layouts is None else f", {len(rules.layouts.blocked)} blocked-layout rules"
     say(f"mapping: {len(rules.fusions)} fusions, {len(rules.removals)} removals, {len(rules.merges)} merges, "
@@ -544,21 +567,23 @@ def fit_store(
     store_dir: str | Path | Sequence[str | Path], cache_dirs: Sequence[str | Path] = (), **opts: Any
 ) -> tuple[HardwareModel, FitReport]:
     """Fit a hardware model from one benchmark store directory or several (e.g. a campaign and a targeted one;
-    their records are pooled), with the options of :func:`fit_records`; then its cache model from the stores
-    in ``cache_dirs`` (:func:`fit_cache`), where given."""
+    their records are pooled), with the options of :func:`fit_records`; then its cache model (:func:`fit_cache`)
+    from their cache-pressure records (kind ``cache``, measured by ``annette build``) and those of the stores in
+    ``cache_dirs``, where there are any."""
     from annette.bench.store import BenchStore
 
     dirs = [Path(store_dir)] if isinstance(store_dir, (str, Path)) else [Path(d) for d in store_dir]
     if not dirs:
         raise HardwareModelError("fit_store needs at least one benchmark store directory")
     records = [r for d in dirs for r in BenchStore(d, create=False).records(status=None)]
+    cache_records = [r for r in records if r.kind == CACHE_KIND]
     stores = [str(d.resolve()) for d in dirs]
     extra = {"store": stores[0] if len(stores) == 1 else stores, **dict(opts.pop("provenance", None) or {})}
     if cache_dirs:
         extra["cache_store"] = [str(Path(d).resolve()) for d in cache_dirs]
     hw, report = fit_records(records, provenance=extra, **opts)
-    if cache_dirs:
-        cache_records = [r for d in cache_dirs for r in BenchStore(Path(d), create=False).records()]
+    cache_records += [r for d in cache_dirs for r in BenchStore(Path(d), create=False).records()]
+    if cache_records:
         cache = fit_cache(cache_records, hw, kind="mixed" if "mixed" in hw.kinds else hw.kinds[-1])
         logger.info("cache model: %s", cache)
         hw = replace(hw, cache=cache)

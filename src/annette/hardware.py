@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -123,6 +124,47 @@ class CacheModel:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """A bundle adapted to another machine of its kind (``annette calibrate``): each layer model's kernel time is
+    multiplied by its type's factor in ``scales`` (types not listed: ``default_scale``), and the bundle's overheads
+    are the ones measured there. ``machine`` is the target calibrated for, ``base`` the bundle it started from,
+    ``source`` what was measured ("micro-benchmarks and blocks on this machine", or whole-network timings from a
+    file), ``validation`` the accuracy on calibration networks held out from the fit, before and after."""
+
+    scales: Mapping[str, float]
+    default_scale: float
+    base: str
+    source: str
+    n_records: int
+    method: str
+    machine: Mapping[str, Any] = field(default_factory=dict)
+    validation: Mapping[str, Any] = field(default_factory=dict)
+
+    def scale(self, type_name: str) -> float:
+        return float(self.scales.get(type_name, self.default_scale))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scales": dict(self.scales), "default_scale": self.default_scale, "base": self.base,
+                "source": self.source, "n_records": self.n_records, "method": self.method,
+                "machine": dict(self.machine), "validation": dict(self.validation)}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Calibration:
+        scales = {str(t): checks.number(v, f"calibration.scales[{t!r}]", positive=True)
+                  for t, v in dict(d["scales"]).items()}
+        return Calibration(
+            scales=scales,
+            default_scale=checks.number(d["default_scale"], "calibration.default_scale", positive=True),
+            base=str(d.get("base", "")),
+            source=str(d.get("source", "")),
+            n_records=int(d.get("n_records", 0)),
+            method=str(d.get("method", "")),
+            machine=dict(d.get("machine", {})),
+            validation=dict(d.get("validation", {})),
+        )
+
+
+@dataclass(frozen=True)
 class Resolved:
     """Which model predicts an executed-layer type under a requested kind, and why, if not the obvious one."""
 
@@ -152,6 +194,8 @@ class HardwareModel:
     element_bits: ElementBits | None = None
     # Weights fetched again in networks larger than the cache (see CacheModel); None: not modelled.
     cache: CacheModel | None = None
+    # Per-type scales onto another machine of the target's kind (see Calibration); None: not calibrated.
+    calibration: Calibration | None = None
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -212,6 +256,7 @@ class HardwareModel:
             "default_type": self.default_type,
             "element_bits": None if self.element_bits is None else self.element_bits.to_dict(),
             "cache": None if self.cache is None else self.cache.to_dict(),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -284,6 +329,10 @@ class HardwareModel:
             cache = None if d.get("cache") is None else CacheModel.from_dict(d["cache"])
         except (KeyError, TypeError, ValueError) as exc:
             raise HardwareModelError(f"{source}: malformed cache model: {_why(exc)}") from exc
+        try:
+            calibration = None if d.get("calibration") is None else Calibration.from_dict(d["calibration"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise HardwareModelError(f"{source}: malformed calibration: {_why(exc)}") from exc
         return HardwareModel(
             name=str(d["name"]),
             target=target,
@@ -297,6 +346,7 @@ class HardwareModel:
             default_type=None if default_type is None else str(default_type),
             element_bits=bits,
             cache=cache,
+            calibration=calibration,
         )
 
     @staticmethod
@@ -317,9 +367,7 @@ class HardwareModel:
             raise HardwareModelError(f"{p}: cannot read a hardware model: {exc}") from exc
         if not isinstance(data, dict):
             raise HardwareModelError(f"{p}: expected a JSON object, got {type(data).__name__}")
-        hw = HardwareModel.from_dict(data, source=str(p))
-        _warn_runtime_version(hw.target, str(p))
-        return hw
+        return HardwareModel.from_dict(data, source=str(p))
 
 
 def _why(exc: BaseException) -> str:
@@ -327,21 +375,38 @@ def _why(exc: BaseException) -> str:
     return f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else f"{exc}"
 
 
-def _warn_runtime_version(target: Target, source: str) -> None:
-    """Warn when the runtime a local target was fitted with differs from the one installed here.
+class TargetMismatchWarning(UserWarning):
+    """A hardware model fitted on another CPU, ISA, runtime version or thread count than this machine offers is
+    used here: its estimates are for *that* target, not for this machine (``annette calibrate`` adapts it).
+    Filter it with ``warnings.simplefilter("ignore", TargetMismatchWarning)``."""
 
-    Foreign targets (``backend == "external"``: imported tables, the original ANNETTE devices) are not run
-    with this machine's runtime, so their recorded version is provenance only.
-    """
-    if target.backend == "external":
-        return
+
+def target_mismatch(target: Target) -> str | None:
+    """What differs between a local target a bundle was fitted on (a CPU, run by a runtime installed here) and this
+    machine, in one sentence; None where nothing does, or for targets that are not this machine's kind (GPUs,
+    imported tables and other foreign devices, ``backend == "external"``, the simulated backend)."""
+    from annette.backends.base import cpu_isa, cpu_model
+
+    if target.device != "cpu" or target.backend in ("external", "simulated"):
+        return None
+    diffs = []
+    here = cpu_model()
+    if target.device_model != here:
+        diffs.append(f"CPU {target.device_model!r} (this machine: {here!r})")
+    isa, local_isa = target.extra.get("isa"), cpu_isa()
+    if isa is not None and isa != local_isa:
+        diffs.append(f"ISA {isa or 'none'} (this machine: {local_isa or 'none'})")
     try:
         installed = metadata.version(target.runtime)
     except metadata.PackageNotFoundError:
-        return
-    if installed != target.runtime_version:
-        logger.warning(
-            "%s was fitted on %s %s, but %s %s is installed: the target may map and run layers differently",
-            source, target.runtime, target.runtime_version, target.runtime, installed,
-        )
-
+        installed = None
+    if installed is not None and installed != target.runtime_version:
+        diffs.append(f"{target.runtime} {target.runtime_version} (installed: {installed})")
+    cpus = os.cpu_count() or 0
+    if cpus and target.threads > cpus:
+        diffs.append(f"{target.threads} threads (this machine has {cpus} logical CPUs)")
+    if not diffs:
+        return None
+    return ("fitted for another target than this machine: " + "; ".join(diffs)
+            + ". Its estimates are for that target; `annette calibrate --hw BUNDLE -o NEW.json` adapts it to this one "
+            "in a few minutes")

@@ -214,6 +214,11 @@ class Family:
     build: Callable[[NetBuilder, Mapping[str, Any]], list[str]]  # appends layers, returns the outputs
     sample: Callable[[np.random.Generator], Params]
     cost: Callable[[Mapping[str, Any]], float]  # rough MACs + ELEM x elements moved, to cap random draws
+    # The build stage that measures the family: core (micro-kernels and blocks), context (blocks inside a
+    # network), cache (cache pressure), overhead (per-node cost); see annette.build. ``weight``: its share
+    # among the families of its stage.
+    stage: str = "core"
+    weight: float = 1.0
 
 
 FAMILIES: Registry[Family] = Registry("benchmark family")
@@ -617,8 +622,9 @@ def micro_families() -> list[str]:
     return [n for n in FAMILIES.names() if FAMILIES.get(n).kind == "micro"]
 
 
-def multi_families() -> list[str]:
-    return [n for n in FAMILIES.names() if FAMILIES.get(n).kind == "multi"]
+def stage_families(stage: str) -> list[str]:
+    """The families a build stage measures (see ``Family.stage``)."""
+    return [n for n in FAMILIES.names() if FAMILIES.get(n).stage == stage]
 
 
 # -- the inverse: a graph layer's family and parameters ----------------------------------------------------
@@ -703,3 +709,7 @@ def family_params(layer: Layer) -> tuple[str, Params] | None:
     if family == "softmax" and layer.attr("axis", -1) not in (-1, len(shape) - 1):
         return None
     return family, {"shape": shape}
+
+
+# The families of the other build stages register themselves into the same registry.
+from annette.bench import context_blocks as _context_blocks  # noqa: E402,F401

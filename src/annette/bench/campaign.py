@@ -14,19 +14,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from annette.bench.blocks import FAMILIES, sample_params
+from annette.bench.blocks import FAMILIES, sample_params, stage_families
+from annette.bench.records import Target
 from annette.bench.runner import DEFAULT_PROTOCOL, TimingProtocol
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, family_weights, load_priors, make_config
 from annette.bench.worker import PROFILE_RUNS, Worker
 from annette.errors import AnnetteError, BenchStoreError
+
+if TYPE_CHECKING:
+    from annette.bench.cluster import ClusterSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ def plan_campaign(target_key: str, *, seed: int = 0, size: int = PLAN_SIZE, micr
     rng = np.random.default_rng(seed)
     weights = family_weights()
     micro, micro_p = list(weights), np.array(list(weights.values()))
-    multi = [n for n in FAMILIES.names() if FAMILIES.get(n).kind == "multi"]
+    multi = [n for n in stage_families("core") if FAMILIES.get(n).kind == "multi"]
     priors = {f: list(v) for f, v in load_priors()["families"].items()}
     for f in priors:
         rng.shuffle(priors[f])  # type: ignore[arg-type]
@@ -104,10 +108,12 @@ def run_campaign(
     profile_runs: int = PROFILE_RUNS,
     timeout_s: float = 120.0,
     progress: Callable[[CampaignProgress], None] | None = None,
+    cluster: ClusterSpec | None = None,
 ) -> CampaignResult:
     """Measure the seeded plan into the store at ``store_dir`` until the plan, ``max_configs`` or the
     ``budget_s`` ends. A store that already holds records needs ``resume=True``; resuming takes the
-    campaign's settings (backend, options, seed, mix) from the store and refuses different ones."""
+    campaign's settings (backend, options, seed, mix) from the store and refuses different ones.
+    With ``cluster`` the target is its label's workers and they measure the plan (``annette.bench.cluster``)."""
     from annette.backends import get_backend
 
     settings: dict[str, Any] = {
@@ -125,8 +131,15 @@ def run_campaign(
         if resume and stored is not None:
             settings = json.loads(stored)
         store.set_meta("campaign", json.dumps(settings, sort_keys=True))
-        be = get_backend(str(settings["backend"]), **dict(settings["backend_options"]))
-        target = be.describe()
+        if cluster is None:
+            be = get_backend(str(settings["backend"]), **dict(settings["backend_options"]))
+            target = be.describe()
+        else:  # the target is the one the label's workers are, not this machine
+            from annette.bench.cluster import describe_workers
+
+            target = describe_workers(cluster.scheduler, cluster.label, backend=str(settings["backend"]),
+                                      backend_options=dict(settings["backend_options"]),
+                                      connect_timeout_s=cluster.connect_timeout_s).target
         store.set_meta("target", json.dumps(target.to_dict(), sort_keys=True))
         plan = plan_campaign(target.key, seed=int(settings["seed"]), size=int(settings["plan_size"]),
                              micro_share=float(settings["micro_share"]))
@@ -134,22 +147,50 @@ def run_campaign(
         todo = [c for c in plan if c.config_id not in have]
         skipped = len(plan) - len(todo)
         log.info("campaign on %s: %d configurations planned, %d already stored", target.key, len(plan), skipped)
-        return _run(store, todo, skipped, settings, target, budget_s, max_configs, protocol, profile_runs,
-                    timeout_s, progress)
+        if cluster is not None:
+            from annette.bench.cluster import measure_on_cluster
+
+            return measure_on_cluster(
+                store, todo, scheduler=cluster.scheduler, target_label=cluster.label, backend=str(settings["backend"]),
+                backend_options=dict(settings["backend_options"]), target=target, protocol=protocol,
+                profile_runs=profile_runs, timeout_s=timeout_s, budget_s=budget_s, max_configs=max_configs,
+                batch_size=cluster.batch_size, worker_wait_s=cluster.worker_wait_s,
+                connect_timeout_s=cluster.connect_timeout_s, skipped=skipped, progress=progress,
+            )
+        return measure_configs(
+            store, todo, backend=str(settings["backend"]), backend_options=dict(settings["backend_options"]),
+            target=target, budget_s=budget_s, max_configs=max_configs, protocol=protocol, profile_runs=profile_runs,
+            timeout_s=timeout_s, progress=progress, skipped=skipped,
+        )
     finally:
         store.close()
 
 
-def _run(
-    store: BenchStore, todo: list[BenchConfig], skipped: int, settings: Mapping[str, Any], target: Any,
-    budget_s: float | None, max_configs: int | None, protocol: TimingProtocol, profile_runs: int,
-    timeout_s: float, progress: Callable[[CampaignProgress], None] | None,
+def measure_configs(
+    store: BenchStore,
+    todo: Sequence[BenchConfig],
+    *,
+    backend: str,
+    backend_options: Mapping[str, Any],
+    target: Target,
+    budget_s: float | None = None,
+    max_configs: int | None = None,
+    protocol: TimingProtocol = DEFAULT_PROTOCOL,
+    profile_runs: int = PROFILE_RUNS,
+    timeout_s: float = 120.0,
+    progress: Callable[[CampaignProgress], None] | None = None,
+    skipped: int = 0,
 ) -> CampaignResult:
+    """Measure ``todo`` in order into ``store``, each configuration in the isolated ``Worker``, until the list,
+    ``max_configs`` or ``budget_s`` ends (a configuration that would not fit, by the mean duration so far, is
+    not started). Configurations the store already holds are skipped (counted in ``skipped``)."""
     start = time.perf_counter()
+    have = store.ids()
+    todo = [c for c in todo if c.config_id not in have]
     measured = failed = 0
     stopped_by = "plan"
     durations: list[float] = []  # per configuration, the first (worker start-up) excluded
-    with Worker(str(settings["backend"]), dict(settings["backend_options"]), target=target, protocol=protocol,
+    with Worker(backend, dict(backend_options), target=target, protocol=protocol,
                 profile_runs=profile_runs, timeout_s=timeout_s) as worker:
         for i, config in enumerate(todo):
             elapsed = time.perf_counter() - start

@@ -15,7 +15,7 @@ from annette.graph.ir import Graph
 
 RECORD_SCHEMA_VERSION = 1
 
-KINDS = ("micro", "multi", "network")
+KINDS = ("micro", "multi", "network", "cache")
 STATUSES = ("ok", "failed")
 
 

@@ -121,16 +121,19 @@ def refine(
     top: float = 0.2,
     spread: float = 0.25,
     seed: int = 0,
+    max_cost: float | None = None,
 ) -> list[BenchConfig]:
     """Adaptive sampling (nn-Meter): ``n`` new configurations near the points where a model errs most.
 
     ``error(config)`` is the model's error on a measured configuration (e.g. |predicted - measured| /
     measured). The ``top`` fraction with the largest errors are the seeds, drawn in proportion to their error;
     each new configuration perturbs a seed's integer sizes by a log-normal factor (sigma ``spread``), keeping its structural parameters
-    (kernel, stride, groups, modes) and the seed's validity (cost cap); duplicates are skipped.
+    (kernel, stride, groups, modes) and the seed's validity (cost cap ``max_cost``, default the single-layer
+    ``blocks.MAX_COST``); duplicates are skipped.
     """
     from annette.bench.blocks import MAX_COST
 
+    cap = MAX_COST if max_cost is None else max_cost
     scored = sorted(((error(c), c) for c in configs), key=lambda t: -t[0])
     if not scored:
         return []
@@ -147,7 +150,7 @@ def refine(
         base = seeds[int(rng.choice(len(seeds), p=prob))]
         params = _perturb(base.family, base.params, rng, spread)
         cost = FAMILIES.get(base.family).cost(params)
-        if not 0 < cost <= MAX_COST:
+        if not 0 < cost <= cap:
             continue
         cfg = make_config(base.family, params, target_key, "refine")
         if cfg.config_id not in seen:

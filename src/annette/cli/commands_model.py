@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from annette.cli.commands_graph import MODEL_HELP, SHAPE_HELP, _si, load_with_status, parse_input_shapes
-from annette.cli.common import console, emit_json, err_console, handle_errors
+from annette.cli.common import console, emit_json, err_console, handle_errors, warn_once
 from annette.errors import AnnetteError, ModelFileError, UnknownNameError
 from annette.layers import KINDS
 
@@ -164,7 +164,9 @@ def _estimate_one(
     from annette.estimate import estimate as run_estimate
 
     graph = load_with_status(spec, batch, shapes)
-    return run_estimate(graph, hardware, kind=kind, strict=strict, allow_generic=allow_generic)
+    est = run_estimate(graph, hardware, kind=kind, strict=strict, allow_generic=allow_generic)
+    warn_once(est.warnings)
+    return est
 
 
 def _estimate_several(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from annette.cli.common import STATE, configure_logging
@@ -33,6 +35,9 @@ def _root(
 ) -> None:
     STATE["debug"] = debug
     configure_logging(verbose, debug)
+    # The CLI prints estimates' warnings itself, one line each (cli.common.warn_once), not as Python warnings
+    # (annette.hardware.TargetMismatchWarning, matched by its message: importing it here would slow every command).
+    warnings.filterwarnings("ignore", message="hardware model .* was fitted for another target")
 
 
 def _register() -> None:

@@ -1,0 +1,353 @@
+"""One command builds a hardware model for the machine it runs on: ``annette build`` (:func:`run_build`).
+
+Stages, each measured into the one store at ``out`` (``out/store.sqlite``) in the isolated benchmark worker,
+under a share of the time budget (:data:`STAGE_SHARES`); every family a stage measures is in the one
+registry (``annette.bench.blocks.FAMILIES``, ``Family.stage``), so every record can be rebuilt from its
+family and parameters:
+
+1. ``core``: the campaign of ``annette bench`` (micro-kernels of every layer type, multi-layer blocks).
+2. ``context``: blocks inside a network (stem and tail convolutions around them), NAS-style cells.
+3. ``overhead``: chains of 1-256 trivial layers: the per-node cost of an unprofiled run.
+4. ``cache``: chains of layers with large weight footprints (record kind ``cache``): the cache model.
+5. ``refine``: adaptive sampling until the budget ends (nn-Meter's): a model fitted on most records so far
+   scores the held-out rest; new configurations are drawn around the worst ones (``sweeps.refine``), in
+   rounds, and measured; a round ends early when the time left is needed for the final fit and validation.
+6. ``fit``: mapping rules, layer models, overheads and the cache model (``annette.fit.fit_store``).
+7. ``validate``: generated networks that no stage measured (NAS-Bench-201 networks and blocks in context drawn
+   with another seed) are measured end to end in two interleaved rounds and estimated; MAPE, ±10 % accuracy
+   and Spearman's ρ against the minimum of the rounds, and round 1 against round 2 (the noise floor), go into
+   the bundle's quality (``quality["validation"]``).
+
+``resume`` continues a build whose store exists: each stage skips what the store holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annette.bench.blocks import FAMILIES, build_model, sample_params, stage_families
+from annette.bench.campaign import CampaignProgress, CampaignResult, measure_configs, run_campaign
+from annette.bench.records import BenchRecord
+from annette.bench.store import BenchStore
+from annette.bench.sweeps import BenchConfig, make_config, refine
+from annette.errors import AnnetteError, BenchStoreError
+from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor
+from annette.hardware import HardwareModel
+
+log = logging.getLogger(__name__)
+
+# Shares of the budget: measured stages; the refine stage takes what is left after RESERVE_SHARE.
+STAGE_SHARES: Mapping[str, float] = {"core": 0.50, "context": 0.16, "overhead": 0.02, "cache": 0.05}
+RESERVE_SHARE = 0.15  # the final fit and the validation
+CONTEXT_MAX_COST = 1.5e9  # blocks in context are whole network stages: a larger cap than single layers
+REFINE_HOLDOUT = 5  # one record in REFINE_HOLDOUT is scored in a refine round
+REFINE_PER_ROUND = 400
+VALIDATION_SEED = 90_210  # no stage draws with it
+BUNDLE_FILE = "hardware.json"
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    stage: str
+    done: int  # configurations measured in this stage
+    failed: int
+    elapsed_s: float  # since the build started
+    budget_s: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    measured: int
+    failed: int
+    skipped: int
+    elapsed_s: float
+    stopped_by: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """End-to-end accuracy on generated networks no stage measured (``metrics``: estimate against the minimum of
+    the rounds), with the noise floor beside it (``noise``: round 1 against round 2)."""
+
+    kind: str
+    metrics: Metrics
+    noise: Metrics
+    networks: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def n(self) -> int:
+        return self.metrics.n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "metrics": self.metrics.to_dict(), "noise_floor": self.noise.to_dict(),
+                "networks": [dict(n) for n in self.networks]}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    bundle: str
+    store: str
+    stages: tuple[StageResult, ...]
+    elapsed_s: float
+    validation: Validation | None
+    fit: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "store": self.store,
+            "elapsed_s": self.elapsed_s,
+            "stages": [s.to_dict() for s in self.stages],
+            "validation": None if self.validation is None else self.validation.to_dict(),
+            "fit": dict(self.fit),
+        }
+
+
+def stage_plan(stage: str, target_key: str, *, seed: int, size: int, max_cost: float = CONTEXT_MAX_COST) -> list[BenchConfig]:
+    """``size`` seeded draws from the families of ``stage``, in proportion to their weights (duplicates dropped)."""
+    names = stage_families(stage)
+    if not names:
+        raise AnnetteError(f"no benchmark family belongs to build stage {stage!r}")
+    p = np.array([FAMILIES.get(n).weight for n in names], dtype=float)
+    rng = np.random.default_rng([seed, int(hashlib.sha256(stage.encode()).hexdigest()[:8], 16)])
+    out: dict[str, BenchConfig] = {}
+    for _ in range(size):
+        family = str(rng.choice(names, p=p / p.sum()))
+        cfg = make_config(family, sample_params(family, rng, max_cost=max_cost), target_key, stage)
+        out.setdefault(cfg.config_id, cfg)
+    return list(out.values())
+
+
+def run_build(
+    out: str | Path,
+    *,
+    backend: str = "onnxruntime",
+    threads: int = 1,
+    budget_min: float = 30.0,
+    seed: int = 0,
+    resume: bool = False,
+    backend_options: Mapping[str, Any] | None = None,
+    bundle: str | Path | None = None,
+    name: str | None = None,
+    timeout_s: float = 120.0,
+    validate_n: int = 24,
+    progress: Callable[[BuildProgress], None] | None = None,
+) -> BuildResult:
+    """Measure, fit and validate a hardware model of this machine (see the module docstring); the bundle is
+    written to ``bundle`` (default ``out/hardware.json``)."""
+    from annette.backends import get_backend
+
+    if not budget_min > 0 or not math.isfinite(budget_min):
+        raise AnnetteError(f"the build budget must be a positive number of minutes, got {budget_min}")
+    if threads < 1:
+        raise AnnetteError(f"threads must be >= 1, got {threads}")
+    out = Path(out)
+    options = {"threads": threads, **dict(backend_options or {})}
+    with BenchStore(out) as store:
+        if store.count() and not resume:
+            raise BenchStoreError(
+                f"{store.dir} already holds {store.count()} records; pass --resume to continue its build "
+                "or choose another --out directory"
+            )
+    target = get_backend(backend, **options).describe()
+    budget_s = 60.0 * budget_min
+    start = time.perf_counter()
+    stages: list[StageResult] = []
+
+    def elapsed() -> float:
+        return time.perf_counter() - start
+
+    def report(stage: str) -> Callable[[CampaignProgress], None]:
+        def cb(p: CampaignProgress) -> None:
+            if progress is not None:
+                progress(BuildProgress(stage, p.done, p.failed, elapsed(), budget_s, p.last))
+        return cb
+
+    def say(stage: str, message: str) -> None:
+        log.info("%s: %s", stage, message)
+        if progress is not None:
+            progress(BuildProgress(stage, 0, 0, elapsed(), budget_s, message))
+
+    def done(stage: str, res: CampaignResult, t0: float, note: str = "") -> None:
+        stages.append(StageResult(stage, res.measured, res.failed, res.skipped, time.perf_counter() - t0,
+                                  res.stopped_by, note))
+
+    # 1. core: the campaign of `annette bench` (resumable by its own plan)
+    t0 = time.perf_counter()
+    res = run_campaign(out, backend=backend, backend_options=options, budget_s=STAGE_SHARES["core"] * budget_s,
+                       seed=seed, resume=True, timeout_s=timeout_s, progress=report("core"))
+    done("core", res, t0)
+    # 2-4. the other measured stages
+    plans = {
+        "context": stage_plan("context", target.key, seed=seed, size=4000),
+        "overhead": [make_config("node_chain", p, target.key, "overhead") for p in _chain_plan()],
+        "cache": stage_plan("cache", target.key, seed=seed, size=400, max_cost=math.inf),
+    }
+    with BenchStore(out) as store:
+        for stage, plan in plans.items():
+            t0 = time.perf_counter()
+            stage_budget = max(0.0, min(STAGE_SHARES[stage] * budget_s, (1 - RESERVE_SHARE) * budget_s - elapsed()))
+            res = measure_configs(store, plan, backend=backend, backend_options=options, target=target,
+                                  budget_s=stage_budget, timeout_s=timeout_s, progress=report(stage))
+            done(stage, res, t0)
+        # 5. refine until only the reserve is left
+        t0 = time.perf_counter()
+        measured = failed = rounds = 0
+        fit_s = 0.0
+        notes = []
+        while True:
+            left = (1 - RESERVE_SHARE) * budget_s - elapsed()
+            if left < max(30.0, 1.5 * fit_s):
+                break
+            f0 = time.perf_counter()
+            new, summary = _refine_round(list(store.records()), target.key, seed=seed + rounds)
+            fit_s = time.perf_counter() - f0
+            notes.append(summary)
+            say("refine", summary)
+            left = (1 - RESERVE_SHARE) * budget_s - elapsed()
+            if not new or left < 10.0:
+                break
+            res = measure_configs(store, new, backend=backend, backend_options=options, target=target,
+                                  budget_s=left, timeout_s=timeout_s, progress=report("refine"))
+            measured, failed, rounds = measured + res.measured, failed + res.failed, rounds + 1
+        stages.append(StageResult("refine", measured, failed, 0, time.perf_counter() - t0,
+                                  "budget", f"{rounds} rounds; " + " | ".join(notes)))
+    # 6. fit
+    from annette.fit import fit_store
+
+    t0 = time.perf_counter()
+    say("fit", f"fitting on the store at {out}")
+    hw, report_ = fit_store(out, name=name, progress=lambda m: say("fit", m))
+    stages.append(StageResult("fit", 0, 0, 0, time.perf_counter() - t0, "done",
+                              f"{sum(report_.records_used.values())} records"))
+    # 7. validate
+    t0 = time.perf_counter()
+    say("validate", f"measuring {validate_n} generated networks in 2 rounds")
+    validation = validate(hw, backend=backend, backend_options=options, n=validate_n)
+    stages.append(StageResult("validate", validation.n, validate_n - validation.n, 0, time.perf_counter() - t0,
+                              "done", f"MAPE {validation.metrics.mape_pct:.1f} %"))
+    total = elapsed()
+    build_info = {
+        "command": f"annette build --backend {backend} --threads {threads} --budget-min {budget_min:g}",
+        "budget_min": budget_min,
+        "elapsed_min": total / 60.0,
+        "stages": [s.to_dict() for s in stages],
+        "machine": target.to_dict(),
+    }
+    hw = replace(hw, provenance={**hw.provenance, "build": build_info},
+                 quality={**hw.quality, "validation": validation.to_dict()})
+    path = hw.save(Path(bundle) if bundle is not None else out / BUNDLE_FILE)
+    return BuildResult(str(path), str(out), tuple(stages), total, validation, report_.to_dict())
+
+
+def _chain_plan() -> list[dict[str, Any]]:
+    from annette.bench.context_blocks import chain_plan
+
+    return chain_plan()
+
+
+def _refine_round(records: Sequence[BenchRecord], target_key: str, *, seed: int) -> tuple[list[BenchConfig], str]:
+    """One round of adaptive sampling: fit the statistical kind on all but every REFINE_HOLDOUT-th record (by id),
+    estimate those, and draw new configurations around the worst (``sweeps.refine``, seeds in proportion to
+    their error). Returns the configurations and a summary (held-out MAPE overall and of the worst families)."""
+    from annette.estimate import estimate_many
+    from annette.fit import fit_records
+
+    usable = [r for r in records if r.status == "ok" and r.kind in ("micro", "multi") and r.graph is not None
+              and r.measurement is not None and r.family in FAMILIES and FAMILIES.get(r.family).stage in ("core", "context")]
+    test = [r for r in usable if int(r.config_id[:6], 16) % REFINE_HOLDOUT == 0]
+    train = [r for r in records if int(r.config_id[:6], 16) % REFINE_HOLDOUT != 0]
+    if len(test) < 20:
+        return [], "too few records to refine"
+    hw, _ = fit_records(train, kinds=("statistical",), holdout=0.0, progress=lambda m: None)
+    ests = estimate_many([r.graph for r in test if r.graph is not None], hw, kind="statistical")
+    measured = np.array([r.measurement.label_ms for r in test if r.measurement is not None])
+    err = np.abs(np.array([e.total_ms for e in ests]) - measured) / measured
+    configs = [make_config(r.family, r.params, target_key, "refine") for r in test]
+    errors = {c.config_id: float(e) for c, e in zip(configs, err, strict=True)}
+    by_family: dict[str, list[float]] = {}
+    for r, e in zip(test, err, strict=True):
+        by_family.setdefault(r.family, []).append(float(e))
+    worst = sorted(((float(np.mean(v)), f) for f, v in by_family.items() if len(v) >= 3), reverse=True)[:3]
+    new = [c for c in refine(configs, lambda c: errors[c.config_id], target_key, n=REFINE_PER_ROUND, seed=seed,
+                             max_cost=CONTEXT_MAX_COST) if _buildable(c)]
+    summary = (f"held-out MAPE {100 * float(np.mean(err)):.1f} % on {len(test)} records; worst families "
+               + ", ".join(f"{f} {100 * m:.0f} %" for m, f in worst) + f"; {len(new)} new configurations")
+    return new, summary
+
+
+def _buildable(config: BenchConfig) -> bool:
+    try:
+        build_model(config.family, config.params)
+    except AnnetteError:
+        return False
+    return True
+
+
+# -- validation ---------------------------------------------------------------------------------------------
+def validation_networks(n: int, *, seed: int = VALIDATION_SEED) -> list[tuple[str, Any]]:
+    """``n`` generated networks no build stage measures: half NAS-Bench-201 networks (0.1-3 ms), half blocks in
+    context, drawn with ``seed`` (not a stage's). Returns (name, onnx.ModelProto)."""
+    from annette.spaces.nb201 import onnx_from_arch, sample_archs
+
+    n_cells = n // 2
+    nets: list[tuple[str, Any]] = [(f"nb201:{a}", onnx_from_arch(a)) for a in sample_archs(n_cells, seed=seed)]
+    for cfg in stage_plan("context", "validation", seed=seed, size=n - n_cells):
+        nets.append((f"{cfg.family}:{cfg.config_id}", build_model(cfg.family, cfg.params, name=cfg.family)))
+    return nets
+
+
+def validate(
+    hw: HardwareModel,
+    *,
+    backend: str,
+    backend_options: Mapping[str, Any],
+    n: int = 24,
+    kind: str = "mixed",
+    rounds: int = 2,
+) -> Validation:
+    """Measure :func:`validation_networks` end to end in ``rounds`` interleaved rounds (label: the minimum), estimate
+    them with ``hw``, and score (see :class:`Validation`)."""
+    from annette.backends import get_backend
+    from annette.bench.runner import NETWORK_PROTOCOL, measure
+    from annette.estimate import estimate_many
+    from annette.importers.onnx import graph_from_onnx
+
+    kind = kind if kind in hw.kinds else hw.kinds[-1]
+    be = get_backend(backend, **dict(backend_options))
+    nets = validation_networks(n)
+    prepared: dict[str, Any] = {}
+    graphs = {}
+    for name, model in nets:
+        try:
+            prepared[name] = be.prepare(model)
+            graphs[name] = graph_from_onnx(model)
+        except AnnetteError as exc:
+            log.warning("validation network %s skipped: %s", name, exc)
+    times: dict[str, list[float]] = {k: [] for k in prepared}
+    for _ in range(rounds):
+        for name, p in prepared.items():
+            times[name].append(measure(p, NETWORK_PROTOCOL).label_ms)
+    names = list(prepared)
+    ests = estimate_many([graphs[k] for k in names], hw, kind=kind)
+    m = np.array([min(times[k]) for k in names])
+    e = np.array([x.total_ms for x in ests])
+    rows = tuple({"network": k, "measured_ms": float(mm), "estimated_ms": float(ee), "rounds_ms": times[k]}
+                 for k, mm, ee in zip(names, m, e, strict=True))
+    noise = noise_floor([times[k][0] for k in names], [times[k][-1] for k in names])
+    return Validation(kind, compute_metrics(m, e), noise, rows)

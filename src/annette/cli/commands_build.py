@@ -1,0 +1,83 @@
+"""``annette build``: measure, fit and validate a hardware model of this machine in one command."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from annette.cli.common import console, emit_json, err_console, handle_errors, parse_backend_options
+
+
+@handle_errors
+def build(
+    backend: str = typer.Option("onnxruntime", "--backend", help="Backend: onnxruntime, openvino, torch, simulated."),
+    threads: int = typer.Option(1, "--threads", help="Runtime threads."),
+    out: Path = typer.Option(..., "--out", "-o", help="Build directory (created): store.sqlite and hardware.json."),
+    budget_min: float = typer.Option(30.0, "--budget-min", help="Time budget of the whole build in minutes."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the build already in --out."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the build's plans."),
+    name: str = typer.Option(None, "--name", help="Name of the hardware model (default: from the target)."),
+    bundle: Path = typer.Option(None, "--bundle", help="Where to write the hardware model (default OUT/hardware.json)."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds one configuration may take before it fails."),
+    validate_n: int = typer.Option(24, "--validate", help="Generated networks measured end to end to validate."),
+    opt: list[str] = typer.Option(None, "--opt", help="Backend option KEY=VALUE (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the build result as JSON."),
+) -> None:
+    """Build a hardware model for this machine: benchmark every family (micro-kernels, blocks, blocks in context,
+    cells, node chains, cache pressure), refine where the model errs until the budget ends, fit, and validate
+    on generated networks no stage measured."""
+    from annette.backends import BACKENDS
+    from annette.build import BuildProgress, run_build
+
+    BACKENDS.get(backend)  # an unknown name fails before the progress bar shows
+    budget_s = budget_min * 60.0
+    options = parse_backend_options(opt)
+    live = err_console.is_terminal and not as_json
+    last_line = [0.0]
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), console=err_console, disable=not live, transient=as_json,
+    ) as bar:
+        task = bar.add_task("build", total=budget_s, status="")
+
+        def progress(p: BuildProgress) -> None:
+            status = f"{p.done} done, {p.failed} failed" + (f" [dim]{escape(p.message)}[/]" if p.message else "")
+            bar.update(task, completed=min(budget_s, p.elapsed_s), description=f"build {p.stage}", status=status)
+            now = time.monotonic()
+            if not live and (now - last_line[0] >= 60.0 or p.done == 0):  # a plain line per minute in a log
+                last_line[0] = now
+                err_console.print(f"{p.elapsed_s / 60:5.1f} min  {p.stage}: {p.done} done, {p.failed} failed "
+                                  f"{escape(p.message)}", highlight=False)
+
+        result = run_build(
+            out, backend=backend, threads=threads, budget_min=budget_min, seed=seed, resume=resume,
+            backend_options=options, bundle=bundle, name=name, timeout_s=timeout, validate_n=validate_n,
+            progress=progress,
+        )
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    table = Table(title=f"annette build: {result.elapsed_s / 60:.1f} min")
+    for col in ("stage", "measured", "failed", "skipped", "min", "note"):
+        table.add_column(col, justify="left" if col in ("stage", "note") else "right")
+    for s in result.stages:
+        table.add_row(s.name, str(s.measured), str(s.failed), str(s.skipped), f"{s.elapsed_s / 60:.1f}", escape(s.note))
+    console.print(table)
+    v = result.validation
+    if v is not None:
+        m, nf = v.metrics, v.noise
+        console.print(
+            f"validation ({v.kind}, {m.n} generated networks no stage measured): MAPE {m.mape_pct:.1f} %, "
+            f"{m.within10_pct:.0f} % within ±10 %, Spearman {m.spearman:.3f}; noise floor (round 1 vs 2): MAPE "
+            f"{nf.mape_pct:.1f} %, Spearman {nf.spearman:.3f}", highlight=False,
+        )
+    console.print(f"wrote {result.bundle}; store: {result.store}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
