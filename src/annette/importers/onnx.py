@@ -34,6 +34,7 @@ import onnx.inliner
 import onnx.version_converter
 from onnx import helper, numpy_helper
 
+from annette.checks import MAX_DIM
 from annette.errors import (
     ModelFileError,
     ShapeError,
@@ -41,6 +42,7 @@ from annette.errors import (
     UnsupportedOperatorError,
 )
 from annette.graph.ir import AttrValue, Graph, Layer, TensorSpec
+from annette.importers import onnx_guard
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +250,8 @@ def _apply_overrides(
         dims = _dims(vi)
         if input_shapes and name in input_shapes:
             shape = [int(d) for d in input_shapes[name]]
-            if any(d <= 0 for d in shape):
-                raise ShapeError(f"input shape for {name!r} must be positive integers, got {shape}")
+            if any(d <= 0 or d > MAX_DIM for d in shape):
+                raise ShapeError(f"input shape for {name!r} must be positive integers up to {MAX_DIM}, got {shape}")
             if batch is not None and shape and shape[0] != batch:
                 raise ShapeError(f"input shape for {name!r} has batch {shape[0]}, but batch={batch} was given")
             _set_dims(vi, shape)
@@ -267,10 +269,15 @@ def _apply_overrides(
             elif not isinstance(dims[0], int) and batch is None:
                 log.info("input %r: symbolic batch dimension %r set to 1", name, dims[0])
             dims = [new0, *dims[1:]]
-        bad = [d for d in dims if not isinstance(d, int) or d <= 0]
+        if any(isinstance(d, int) and d <= 0 for d in dims):
+            raise ShapeError(
+                f"graph input {name!r} declares shape {dims}: dimensions must be positive; set the shape with "
+                f"--input-shape {name}=D0,D1,... (input_shapes={{{name!r}: (...)}})"
+            )
+        bad = [d for d in dims if not isinstance(d, int)]
         if bad:
             raise ShapeError(
-                f"graph input {name!r} has symbolic dimensions {dims}; set them with "
+                f"graph input {name!r} has symbolic or unknown dimensions {dims}; set them with "
                 f"--input-shape {name}=D0,D1,... (input_shapes={{{name!r}: (...)}})"
             )
         _set_dims(vi, [int(d) for d in dims if isinstance(d, int)])
@@ -333,16 +340,29 @@ def _split_large_initializers(source: onnx.ModelProto) -> tuple[onnx.ModelProto,
     return work, large
 
 
-def _infer(model: onnx.ModelProto) -> None:
-    """Shape inference (``data_prop=True``) in place: fills ``value_info`` and the output types."""
+def _infer_pass(model: onnx.ModelProto, data_prop: bool, warn: bool) -> onnx.ModelProto:
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=True, data_prop=True)
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=True, data_prop=data_prop)
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
-        log.warning("strict shape inference failed (%s); retrying leniently", str(exc).splitlines()[0])
+        if warn:
+            log.warning("strict shape inference failed (%s); retrying leniently", str(exc).splitlines()[0])
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+            return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=data_prop)
         except (onnx.shape_inference.InferenceError, RuntimeError) as exc2:
             raise ShapeError(f"ONNX shape inference failed: {exc2}") from exc2
+
+
+def _infer(model: onnx.ModelProto) -> None:
+    """Shape inference in place: fills ``value_info`` and the output types. With data propagation
+    (``data_prop=True``) where a first pass without it shows that it is safe (see
+    :func:`annette.importers.onnx_guard.data_prop_risk`); else without it (constant folding then resolves the
+    shape computations)."""
+    inferred = _infer_pass(model, data_prop=False, warn=False)
+    risk = onnx_guard.data_prop_risk(inferred)
+    if risk is None:
+        inferred = _infer_pass(model, data_prop=True, warn=True)
+    else:
+        log.info("shape inference without data propagation: %s", risk)
     del model.graph.value_info[:]
     model.graph.value_info.extend(inferred.graph.value_info)
     del model.graph.output[:]
@@ -437,7 +457,11 @@ def _fold_constants(
                 attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
                 result = [shape[attrs.get("start", 0) : attrs.get("end", len(shape))]]
         elif node.op_type not in NONDETERMINISTIC_OPS and all(is_const) and node.name not in unfoldable:
-            result = _eval_node(node, [value(t) if t else None for t in node.input], opset)
+            args = [value(t) if t else None for t in node.input]
+            onnx_guard.check_fold_size(
+                node, args, [math.prod(shapes[o][0]) if o in shapes else None for o in node.output if o]
+            )
+            result = _eval_node(node, args, opset)
             if result is None:
                 unfoldable.add(node.name)
         if result is None:
@@ -485,6 +509,7 @@ def _shapes_from_onnxruntime(
             m.graph.output.append(onnx.ValueInfoProto(name=name))
     feeds: dict[str, np.ndarray] = {}
     initializers = {t.name for t in m.graph.initializer}
+    onnx_guard.check_run_bytes({vi.name: known[vi.name] for vi in m.graph.input if vi.name not in initializers}, known)
     for vi in m.graph.input:
         if vi.name in initializers:
             continue
@@ -615,9 +640,27 @@ def graph_from_onnx(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> Graph:
     """Import an ONNX model (opset 11+) as a validated annette Graph (see the module docstring)."""
+    try:
+        return _graph_from_onnx(model, name=name, batch=batch, input_shapes=input_shapes)
+    except MemoryError:  # bounded above (annette.importers.onnx_guard); a named error if it still happens
+        where = str(model) if isinstance(model, (str, Path)) else (name or "the model")
+        raise ModelFileError(f"{where}: out of memory while importing the ONNX model") from None
+    except RecursionError:
+        where = str(model) if isinstance(model, (str, Path)) else (name or "the model")
+        raise ModelFileError(f"{where}: the ONNX model is nested too deeply to import") from None
+
+
+def _graph_from_onnx(
+    model: str | Path | bytes | onnx.ModelProto,
+    *,
+    name: str | None,
+    batch: int | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+) -> Graph:
     source = load_onnx(model)
     if name is None:
         name = source.graph.name or (Path(model).stem if isinstance(model, (str, Path)) else "model")
+    onnx_guard.check_initializers(source, str(model) if isinstance(model, (str, Path)) else repr(name))
     if source.functions:
         source = onnx.inliner.inline_local_functions(source)
     opset = _opset(source)
@@ -627,13 +670,15 @@ def graph_from_onnx(
         opset = _opset(source)
     proto, large = _split_large_initializers(source)
     _sort_topologically(proto, name)
+    onnx_guard.check_io_shapes(proto, {t.name for t in source.graph.initializer}, input_shapes)
+    if batch is not None and batch <= 0:
+        raise ShapeError(f"batch must be a positive integer, got {batch}")
+    # before the checker: it would refuse an input without a shape that --input-shape sets, naming no tensor
+    overridden = _apply_overrides(proto, batch, input_shapes, constants=set(large))
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise ModelFileError(f"model {name!r} fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
-    if batch is not None and batch <= 0:
-        raise ShapeError(f"batch must be a positive integer, got {batch}")
-    overridden = _apply_overrides(proto, batch, input_shapes, constants=set(large))
 
     _infer(proto)
     unfoldable: set[str] = set()
