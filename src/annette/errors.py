@@ -52,3 +52,8 @@ class NotFittedError(AnnetteError):
 
 class UnsupportedLayerError(AnnetteError):
     """Under --strict: a layer that no layer model covers."""
+
+
+class ClusterError(AnnetteError):
+    """A benchmark cluster cannot be used: the scheduler is unreachable, a target label has no worker or mixes
+    different targets, or a worker refused the campaign."""

@@ -43,8 +43,14 @@ def bench(
     profile_runs: int = typer.Option(10, "--profile-runs", help="Profiled runs per configuration (0: none)."),
     opt: list[str] = typer.Option(None, "--backend-option", "--opt", help=BACKEND_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the campaign result as JSON."),
+    cluster: str = typer.Option(None, "--cluster", help="Run on a Dask scheduler's workers, e.g. tcp://HOST:8786."),
+    targets: list[str] = typer.Option(None, "--target", help="Worker label to run on (repeatable; with --cluster)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Configurations per cluster task."),
+    worker_wait: float = typer.Option(60.0, "--worker-wait", help="Seconds to wait for a worker of a label that has none."),
 ) -> None:
-    """Run a benchmark campaign: a seeded, shuffled mix of micro-kernels (~75 %) and blocks (~25 %)."""
+    """Run a benchmark campaign: a seeded, shuffled mix of micro-kernels (~75 %) and blocks (~25 %).
+    With --cluster and --target, on the workers of each target label (one store each: --out for one label,
+    OUT/LABEL for several)."""
     if ctx.invoked_subcommand is not None:
         return
     if out is None:
@@ -55,6 +61,14 @@ def bench(
     BACKENDS.get(backend)  # an unknown name fails before the progress bar shows
     budget_s = budget_min * 60.0
     options = {"threads": threads, **parse_backend_options(opt)}
+    if cluster is not None or targets:
+        from annette.cli.commands_cluster import bench_on_cluster
+
+        bench_on_cluster(cluster, list(targets or []), out, as_json=as_json, batch_size=batch_size,
+                         worker_wait_s=worker_wait, backend=backend, backend_options=options, budget_s=budget_s,
+                         max_configs=max_configs, seed=seed, resume=resume, micro_share=micro_share,
+                         plan_size=plan_size, timeout_s=timeout, profile_runs=profile_runs)
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -195,5 +209,8 @@ def measure(
 
 
 def register(app: typer.Typer) -> None:
+    from annette.cli.commands_cluster import workers
+
+    bench_app.command("workers")(workers)
     app.add_typer(bench_app, name="bench")
     app.command("measure")(measure)
