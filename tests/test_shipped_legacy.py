@@ -12,6 +12,7 @@ import pytest
 
 from annette.convert.legacy_bundle import LEGACY_SOURCES, build_legacy_bundle
 from annette.convert.legacy_check import compare
+from annette.errors import HardwareModelError
 from annette.estimate import estimate
 from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.hardware import HardwareModel
@@ -168,6 +169,6 @@ def test_traffic_columns_and_default_type() -> None:
     hw = HardwareModel.load("annette-ncs2")
     resolved = hw.resolve("LayerNormalization", "refined")
     assert resolved is not None and resolved.type == "Base" and "default" in resolved.note
-    with pytest.raises(ValueError, match="roof columns"):
+    with pytest.raises(HardwareModelError, match="roof columns"):  # at load, before any predict
         _model({"overhead": False, "work": "nope"}, {"roofs": {"peak_flops_per_s": 1.0, "bandwidth_bytes_per_s": 1.0,
                                                            "overhead_ms": 0.0}}, kind="roofline").predict(_row())

@@ -7,13 +7,29 @@ Each check raises :class:`ValueError` naming the parameter (``where``); loaders 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 # A dimension or count read from a file: ONNX stores int64, but nothing annette estimates comes near this,
 # and a bound keeps products of dimensions exact in floats and far from overflowing int64.
 MAX_DIM = 2**31 - 1
+
+
+def read_json(path: str | Path, **kwargs: Any) -> Any:
+    """A JSON file's value; raises ValueError saying why it cannot be read as JSON (not UTF-8, not JSON,
+    nested too deeply for the parser); OSError as the OS raises it. ``kwargs`` go to ``json.loads``."""
+    text = Path(path).read_bytes()
+    try:
+        return json.loads(text.decode("utf-8"), **kwargs)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read (thousands of levels)") from None
 
 
 def _kind(value: Any) -> str:

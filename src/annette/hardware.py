@@ -362,8 +362,8 @@ class HardwareModel:
                     f"hardware model {str(path_or_name)!r} is neither a file nor a shipped model; shipped: {choices}"
                 )
         try:
-            data = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = checks.read_json(p)
+        except (OSError, ValueError) as exc:
             raise HardwareModelError(f"{p}: cannot read a hardware model: {exc}") from exc
         if not isinstance(data, dict):
             raise HardwareModelError(f"{p}: expected a JSON object, got {type(data).__name__}")

@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from annette.checks import MAX_DIM, read_json
 from annette.errors import GraphValidationError, ModelFileError, ShapeError
 
 GRAPH_SCHEMA_VERSION = 1
@@ -202,6 +203,7 @@ class Graph:
                 producers[t.name] = layer.name
         for spec in (*self.inputs, *(t for layer in self.layers for t in (*layer.inputs, *layer.outputs))):
             _check_shape(self.name, spec)
+        specs = {t.name: t for t in self.inputs} | {t.name: t for layer in self.layers for t in layer.outputs}
         for layer in self.layers:
             for w in layer.weights:
                 _check_shape(self.name, w, owner=layer.name)
@@ -211,6 +213,14 @@ class Graph:
                         f"graph {self.name!r}: layer {layer.name!r} ({layer.op}) reads tensor {t.name!r}, "
                         "which no layer produces and which is not a graph input (dangling edge)"
                     )
+                made = specs[t.name]
+                if made.shape != t.shape or made.dtype != t.dtype:
+                    raise ShapeError(
+                        f"graph {self.name!r}: layer {layer.name!r} ({layer.op}) reads tensor {t.name!r} as "
+                        f"{list(t.shape)} {t.dtype}, but {producers[t.name]!r} produces it as {list(made.shape)} "
+                        f"{made.dtype}"
+                    )
+            _check_attrs(self.name, layer)
         for out in self.outputs:
             if out not in producers:
                 raise GraphValidationError(f"graph {self.name!r}: graph output {out!r} is never produced")
@@ -233,9 +243,10 @@ class Graph:
         if d.get("schema") != "annette.graph":
             raise ModelFileError("not an annette graph: the JSON object lacks \"schema\": \"annette.graph\"")
         version = d.get("schema_version")
-        if version != GRAPH_SCHEMA_VERSION:
+        if version != GRAPH_SCHEMA_VERSION or isinstance(version, bool):
             raise ModelFileError(
-                f"annette graph schema version {version!r} is not supported (expected {GRAPH_SCHEMA_VERSION})"
+                f"annette graph schema version {version!r} is not supported (expected the integer "
+                f"{GRAPH_SCHEMA_VERSION}{', not a string' if isinstance(version, str) else ''})"
             )
         try:
             return Graph(
@@ -260,12 +271,15 @@ class Graph:
         if not p.is_file():
             raise ModelFileError(f"graph file not found: {p}")
         try:
-            data = json.loads(p.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{p}: not valid JSON ({exc})") from exc
+            data = read_json(p)
+        except ValueError as exc:
+            raise ModelFileError(f"{p}: {exc}") from exc
         if not isinstance(data, dict):
             raise ModelFileError(f"{p}: expected a JSON object, got {type(data).__name__}")
-        return Graph.from_dict(data)
+        try:
+            return Graph.from_dict(data)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{p}: {exc}") from exc
 
 
 def _check_shape(graph: str, spec: TensorSpec, owner: str | None = None) -> None:
@@ -273,8 +287,42 @@ def _check_shape(graph: str, spec: TensorSpec, owner: str | None = None) -> None
     if not isinstance(spec.shape, tuple):
         raise ShapeError(f"{where} has no shape")
     for d in spec.shape:
-        if not isinstance(d, int) or isinstance(d, bool) or d < 0:
+        if not isinstance(d, int) or isinstance(d, bool):
             raise ShapeError(f"{where} has a non-concrete shape {list(spec.shape)}; set it with --input-shape")
+        if d < 0 or d > MAX_DIM:
+            raise ShapeError(f"{where} has shape {list(spec.shape)}: dimensions must be in [0, {MAX_DIM}]")
+    if spec.dtype not in DTYPE_BYTES:
+        raise ShapeError(f"{where} has dtype {spec.dtype!r}, which annette does not support (supported: "
+                         f"{', '.join(sorted(DTYPE_BYTES))})")
+
+
+# Ops whose ``axis`` attribute indexes the first input's dimensions (Flatten's may also be the rank itself).
+_AXIS_OPS = frozenset({"Concat", "Softmax", "LogSoftmax", "Hardmax", "Gather", "GatherElements", "Split", "ArgMax",
+                       "ArgMin", "CumSum", "LayerNormalization", "Flatten"})  # fmt: skip
+
+
+def _check_attrs(graph: str, layer: Layer) -> None:
+    """The attributes whose bad values would break accounting or mapping later (division by a zero group, a
+    permutation or axis out of range), checked where the graph is validated."""
+    where = f"graph {graph!r}: layer {layer.name!r} ({layer.op})"
+    rank = len(layer.inputs[0].shape) if layer.inputs else None
+    if layer.op in ("Conv", "ConvTranspose") and "group" in layer.attrs:
+        group = layer.attrs["group"]
+        if not isinstance(group, int) or isinstance(group, bool) or group < 1:
+            raise GraphValidationError(f"{where}: group must be a positive integer, got {group!r}")
+        if rank is not None and rank >= 2 and layer.inputs[0].shape[1] % group:
+            raise GraphValidationError(
+                f"{where}: group {group} does not divide the {layer.inputs[0].shape[1]} input channels"
+            )
+    if layer.op == "Transpose" and layer.attrs.get("perm") is not None and rank is not None:
+        perm = layer.attrs["perm"]
+        if not isinstance(perm, tuple) or sorted(perm) != list(range(rank)):  # type: ignore[type-var]
+            raise GraphValidationError(f"{where}: perm {perm!r} is not a permutation of the input's {rank} axes")
+    if layer.op in _AXIS_OPS and "axis" in layer.attrs and rank is not None:
+        axis = layer.attrs["axis"]
+        top = rank if layer.op == "Flatten" else rank - 1
+        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis <= top:
+            raise GraphValidationError(f"{where}: axis {axis!r} is out of range for an input of rank {rank}")
 
 
 def _toposort(graph: str, layers: Iterable[Layer], graph_inputs: set[str]) -> tuple[Layer, ...]:

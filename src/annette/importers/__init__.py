@@ -13,13 +13,13 @@ torch is imported only for ``torchvision:`` specs.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from annette.errors import ModelFileError, ShapeError
+from annette.checks import MAX_DIM, read_json
+from annette.errors import GraphValidationError, ModelFileError, ShapeError
 from annette.graph.ir import Graph
 from annette.registry import Registry
 
@@ -69,10 +69,11 @@ def load_model(
     spec: str | Path, *, batch: int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None
 ) -> Graph:
     """Load any supported model spec (see the module docstring) as a validated annette Graph."""
+    _check_batch(batch)
     scheme = split_scheme(spec)
     if scheme is not None:
         _no_input_shapes(spec, input_shapes)
-        graph = _resolve(GRAPH_SCHEMES.get(scheme[0]))(scheme[1], batch=batch or 1)
+        graph = _resolve(GRAPH_SCHEMES.get(scheme[0]))(scheme[1], batch=1 if batch is None else batch)
         return cast(Graph, graph)
     path = Path(spec)
     try:
@@ -153,22 +154,34 @@ def as_graph(
     )
 
 
+def _check_batch(batch: int | None) -> None:
+    """One check of ``batch`` for every kind of model spec (``--batch 0`` used to mean 1 for schemes)."""
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_DIM):
+        raise ShapeError(f"batch must be a positive integer (at most {MAX_DIM}), got {batch!r}")
+
+
 def _graph_from_json(path: Path, batch: int | None) -> Graph:
     try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc})") from exc
+        data = read_json(path)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
     if data.get("schema") == "annette.graph":
-        graph = Graph.from_dict(data).validate()
+        try:
+            graph = Graph.from_dict(data).validate()
+        except (ModelFileError, GraphValidationError) as exc:  # ShapeError included: the file named, same type
+            raise type(exc)(f"{path}: {exc}") from exc
     else:
         legacy = importlib.import_module("annette.importers.legacy")
-        if not legacy.is_legacy_graph(data):
+        if not (legacy.is_legacy_graph(data) or isinstance(data.get("layers"), dict)):
             raise ModelFileError(
                 f"{path}: neither an annette graph (\"schema\": \"annette.graph\") nor a legacy ANNETTE graph"
             )
-        graph = cast(Graph, legacy.graph_from_legacy(path))
+        try:  # the legacy loader names the layer at fault (e.g. one without a 'type')
+            graph = cast(Graph, legacy.graph_from_legacy(path))
+        except GraphValidationError as exc:
+            raise type(exc)(f"{path}: {exc}") from exc
     if batch is not None and graph.inputs and graph.inputs[0].shape and graph.inputs[0].shape[0] != batch:
         raise ShapeError(
             f"{path}: a JSON graph has fixed shapes (batch {graph.inputs[0].shape[0]}); it cannot be re-batched "
@@ -182,11 +195,12 @@ def model_to_onnx(spec: str | Path, *, batch: int | None = None) -> Any:
 
     For an .onnx file, ``batch`` sets the first dimension of every graph input.
     """
+    _check_batch(batch)
     scheme = split_scheme(spec)
     if scheme is not None:
         if scheme[0] not in ONNX_SCHEMES:
             raise ModelFileError(f"model spec {spec!r}: scheme {scheme[0]!r} has no ONNX form")
-        return _resolve(ONNX_SCHEMES.get(scheme[0]))(scheme[1], batch=batch or 1)
+        return _resolve(ONNX_SCHEMES.get(scheme[0]))(scheme[1], batch=1 if batch is None else batch)
     path = Path(spec)
     if path.suffix.lower() != ".onnx":
         raise ModelFileError(

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from annette.errors import LegacyFormatError, UnsupportedOperatorError
+from annette.errors import LegacyFormatError, ShapeError, UnsupportedOperatorError
 from annette.graph.ir import AttrValue, Graph, Layer, TensorSpec
 from annette.legacy.graph import LegacyGraph, load_graph, parent_name
 
@@ -328,6 +328,14 @@ def _output_shape(name: str, raw: Mapping[str, Any]) -> tuple[int, ...]:
 def graph_from_legacy(source: str | Path | Mapping[str, Any] | LegacyGraph, *, name: str | None = None) -> Graph:
     """Convert a concrete legacy ANNETTE graph (path, parsed dict or loaded graph) to a validated annette Graph."""
     lg = load_graph(source)
+    try:
+        return _graph_from_legacy(lg, name)
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
+        why = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise LegacyFormatError(f"{lg.source}: malformed legacy graph: {type(exc).__name__}: {why}") from exc
+
+
+def _graph_from_legacy(lg: LegacyGraph, name: str | None) -> Graph:
     layers = lg.layers
     preds: dict[str, list[str]] = {n: [parent_name(p) for p in layer["parents"]] for n, layer in layers.items()}
     for n, layer in layers.items():
@@ -365,7 +373,16 @@ def graph_from_legacy(source: str | Path | Mapping[str, Any] | LegacyGraph, *, n
             graph_inputs.append(ins[0])
         else:
             raise UnsupportedOperatorError(f"legacy layer {n!r} ({typ}) has no parents and no input_shape: its input is unknown")
-        op, weights, attrs = _CONVERTERS[typ](n, raw, ins, outputs[n])
+        try:
+            op, weights, attrs = _CONVERTERS[typ](n, raw, ins, outputs[n])
+        except (LegacyFormatError, UnsupportedOperatorError, ShapeError):
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
+            why = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise LegacyFormatError(
+                f"{lg.source}: legacy layer {n!r} ({typ}) cannot be converted: {type(exc).__name__}: {why} (inputs "
+                f"{[list(t.shape) for t in ins]})"
+            ) from exc
         converted.append(Layer(name=n, op=op, inputs=ins, outputs=(outputs[n],), weights=weights, attrs=attrs))
     consumed = {t.name for layer in converted for t in layer.inputs}
     graph_outputs = tuple(layer.outputs[0].name for layer in converted if layer.outputs[0].name not in consumed)

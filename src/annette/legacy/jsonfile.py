@@ -6,12 +6,12 @@ at the position of the first occurrence. The duplicates are reported so callers 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from annette.checks import read_json
 from annette.errors import LegacyFormatError
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,9 @@ def read_json_object(source: JsonSource, what: str) -> tuple[dict[str, Any], str
         return dict(pairs)  # last value wins, like json's default
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=pairs_hook)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LegacyFormatError(f"{path}: expected a {what} in JSON, but the file is not valid JSON ({exc})") from exc
+        data = read_json(path, object_pairs_hook=pairs_hook)
+    except ValueError as exc:
+        raise LegacyFormatError(f"{path}: expected a {what} in JSON, but the file is {exc}") from exc
     if not isinstance(data, dict):
         raise LegacyFormatError(f"{path}: expected a JSON object ({what}), got {type(data).__name__}")
     if duplicates:
