@@ -103,11 +103,12 @@ def prior_configs(family: str, target_key: str) -> list[BenchConfig]:
 
 
 def family_weights(floor: float = 0.02) -> dict[str, float]:
-    """Micro families weighted by how often their layer type occurs in real networks (each >= ``floor``)."""
+    """Micro families weighted by how often their layer type occurs in real networks (each >= ``floor``), times
+    the family's own ``weight`` (1 unless a family asks for less, e.g. the many small transformer families)."""
     counts: Mapping[str, int] = load_priors().get("family_counts", {})
     micro = [n for n in FAMILIES.names() if FAMILIES.get(n).kind == "micro"]
     total = sum(counts.get(f, 0) for f in micro) or 1
-    raw = {f: max(floor, counts.get(f, 0) / total) for f in micro}
+    raw = {f: max(floor, counts.get(f, 0) / total) * FAMILIES.get(f).weight for f in micro}
     norm = sum(raw.values())
     return {f: w / norm for f, w in raw.items()}
 

@@ -4,7 +4,9 @@ Counting convention (closed form, from the layer's shapes and attributes only):
 
 - **Bytes**: ``input_bytes``/``output_bytes`` are the sums of ``TensorSpec.nbytes`` over the activation
   inputs/outputs, ``weight_bytes`` over the constant operands (``Layer.weights``); dtype-aware. Constants
-  folded into attributes (Reshape targets, Slice bounds, Resize scales, ...) are not counted.
+  folded into attributes (Reshape targets, Slice bounds, Resize scales, ...) are not counted. A gather
+  (Gather, GatherElements, GatherND; e.g. an embedding lookup) reads from a constant table only what it
+  outputs: each constant operand counts at most the output's element count (params still count it all).
 - **Params**: elements of the floating-point ``Layer.weights`` (integer constants are indices, not
   parameters), except BatchNormalization's running mean and variance (statistics, not learned parameters;
   operands 3 and 4 in ONNX order), so that totals match PyTorch's ``sum(p.numel() for p in model.parameters())``.
@@ -101,6 +103,7 @@ DATA_MOVEMENT_OPS: frozenset[str] = frozenset(
     }
 )
 
+GATHER_OPS: frozenset[str] = frozenset({"Gather", "GatherElements", "GatherND"})
 POOL_OPS: frozenset[str] = frozenset({"MaxPool", "AveragePool", "LpPool"})
 GLOBAL_POOL_OPS: frozenset[str] = frozenset({"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
 
@@ -325,6 +328,19 @@ def supported_ops() -> frozenset[str]:
 FLOAT_DTYPES = frozenset({"float64", "float32", "float16", "bfloat16"})
 
 
+def _weight_traffic(layer: Layer) -> tuple[int, int]:
+    """(elements, bytes) of the constant operands the layer reads (see the module docstring)."""
+    if layer.op not in GATHER_OPS or not layer.outputs:
+        return _numel(layer.weights), _nbytes(layer.weights)
+    out = layer.outputs[0].numel
+    elems = nbytes = 0
+    for w in layer.weights:
+        read = min(w.numel, out)
+        elems += read
+        nbytes += w.nbytes * read // w.numel if w.numel else 0
+    return elems, nbytes
+
+
 def _params(layer: Layer) -> int:
     weights = layer.weights
     if layer.op == "BatchNormalization":
@@ -341,16 +357,17 @@ def account(layer: Layer) -> LayerCost:
         flops = 2 * macs
     else:
         macs, flops = 0, _flops(layer)
+    weight_elems, weight_bytes = _weight_traffic(layer)
     return LayerCost(
         macs=macs,
         flops=flops,
         params=_params(layer),
         input_elems=_numel(layer.inputs),
         output_elems=_numel(layer.outputs),
-        weight_elems=_numel(layer.weights),
+        weight_elems=weight_elems,
         input_bytes=_nbytes(layer.inputs),
         output_bytes=_nbytes(layer.outputs),
-        weight_bytes=_nbytes(layer.weights),
+        weight_bytes=weight_bytes,
         zero_cost=False,
     )
 

@@ -4,10 +4,12 @@ Model specs:
 - ``path/to/model.onnx``: an ONNX file (:func:`annette.importers.onnx.graph_from_onnx`);
 - ``path/to/graph.json``: an annette graph (``"schema": "annette.graph"``) or a legacy ANNETTE graph;
 - ``torchvision:NAME``: a torchvision classification model with random weights (:mod:`annette.importers.zoo`);
-- ``nb201:ARCH``: a NAS-Bench-201 cell network (:mod:`annette.spaces.nb201`).
+- ``nb201:ARCH``: a NAS-Bench-201 cell network (:mod:`annette.spaces.nb201`);
+- ``hf:NAME`` or ``hf:NAME?seq=N&layers=L``: a HuggingFace ``transformers`` architecture built offline from
+  its config with random weights (:mod:`annette.importers.hf`).
 
 Scheme handlers are an explicit registry of ``"module:function"`` strings resolved on first use, so that
-torch is imported only for ``torchvision:`` specs.
+torch is imported only for ``torchvision:`` and ``hf:`` specs.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ log = logging.getLogger(__name__)
 GRAPH_SCHEMES: Registry[str] = Registry("model scheme")
 GRAPH_SCHEMES.register("torchvision", "annette.importers.zoo:graph_from_torchvision")
 GRAPH_SCHEMES.register("nb201", "annette.spaces.nb201:graph_from_arch")
+GRAPH_SCHEMES.register("hf", "annette.importers.hf:graph_from_hf")
 
 ONNX_SCHEMES: Registry[str] = Registry("model scheme with an ONNX form")
 ONNX_SCHEMES.register("torchvision", "annette.importers.zoo:export_onnx")
 ONNX_SCHEMES.register("nb201", "annette.spaces.nb201:onnx_from_arch")
+ONNX_SCHEMES.register("hf", "annette.importers.hf:export_onnx")
 
-SPEC_HELP = "an .onnx file, a graph .json (annette or legacy ANNETTE), torchvision:NAME or nb201:ARCH"
+SPEC_HELP = "an .onnx file, a graph .json (annette or legacy ANNETTE), torchvision:NAME, nb201:ARCH or hf:NAME"
 
 
 def _resolve(target: str) -> Callable[..., Any]:
@@ -191,7 +195,7 @@ def _graph_from_json(path: Path, batch: int | None) -> Graph:
 
 
 def model_to_onnx(spec: str | Path, *, batch: int | None = None) -> Any:
-    """The ONNX form (an ``onnx.ModelProto``) of an .onnx file, ``torchvision:NAME`` or ``nb201:ARCH``.
+    """The ONNX form (an ``onnx.ModelProto``) of an .onnx file, ``torchvision:NAME``, ``nb201:ARCH`` or ``hf:NAME``.
 
     For an .onnx file, ``batch`` sets the first dimension of every graph input.
     """
@@ -204,7 +208,7 @@ def model_to_onnx(spec: str | Path, *, batch: int | None = None) -> Any:
     path = Path(spec)
     if path.suffix.lower() != ".onnx":
         raise ModelFileError(
-            f"{path}: only .onnx files, torchvision:NAME and nb201:ARCH have an ONNX form (got {path.suffix!r})"
+            f"{path}: only .onnx files, torchvision:NAME, nb201:ARCH and hf:NAME have an ONNX form (got {path.suffix!r})"
         )
     from annette.importers.onnx import load_onnx, with_batch
 
