@@ -13,6 +13,7 @@ builds one. A backend whose runtime is not installed raises ``BackendError`` whe
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import platform
 import re
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from annette.bench.records import NodeProfile, Target
-from annette.errors import BackendError
+from annette.errors import BackendError, UnknownNameError
 from annette.graph.ir import Graph
 from annette.registry import Registry
 
@@ -61,7 +62,21 @@ def get_backend(name: str, **options: Any) -> Backend:
 
     Raises ``UnknownNameError`` listing the valid names, or ``BackendError`` when the runtime is missing.
     """
-    backend = BACKENDS.get(name)(**options)
+    cls = BACKENDS.get(name)
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            raise UnknownNameError(
+                f"backend {name!r} has no option(s) {', '.join(unknown)}; its options: {', '.join(params) or '(none)'}"
+            )
+    threads = options.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise BackendError(f"backend {name!r}: threads must be a positive integer, got {threads!r}")
+    try:
+        backend = cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise BackendError(f"backend {name!r} refuses its options {options}: {exc}") from exc
     if not backend.is_available():
         raise BackendError(
             f"backend {name!r} is not available on this machine (its runtime is not installed, or the device "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -109,12 +110,19 @@ def run_campaign(
     timeout_s: float = 120.0,
     progress: Callable[[CampaignProgress], None] | None = None,
     cluster: ClusterSpec | None = None,
+    retry_failed: bool = False,
 ) -> CampaignResult:
     """Measure the seeded plan into the store at ``store_dir`` until the plan, ``max_configs`` or the
     ``budget_s`` ends. A store that already holds records needs ``resume=True``; resuming takes the
-    campaign's settings (backend, options, seed, mix) from the store and refuses different ones.
+    campaign's settings (backend, options, seed, mix) from the store and refuses different ones;
+    ``retry_failed`` also measures again the configurations stored as failed (replacing their records).
     With ``cluster`` the target is its label's workers and they measure the plan (``annette.bench.cluster``)."""
     from annette.backends import get_backend
+
+    check_campaign_options(budget_s=budget_s, max_configs=max_configs, plan_size=plan_size, timeout_s=timeout_s,
+                           profile_runs=profile_runs, micro_share=micro_share)
+    if retry_failed and cluster is not None:
+        raise AnnetteError("retry_failed (--retry-failed) is not supported on a cluster yet; resume without it")
 
     settings: dict[str, Any] = {
         "backend": backend, "backend_options": dict(backend_options or {}), "seed": seed,
@@ -143,7 +151,7 @@ def run_campaign(
         store.set_meta("target", json.dumps(target.to_dict(), sort_keys=True))
         plan = plan_campaign(target.key, seed=int(settings["seed"]), size=int(settings["plan_size"]),
                              micro_share=float(settings["micro_share"]))
-        have = store.ids()
+        have = store.ids("ok") if retry_failed else store.ids()
         todo = [c for c in plan if c.config_id not in have]
         skipped = len(plan) - len(todo)
         log.info("campaign on %s: %d configurations planned, %d already stored", target.key, len(plan), skipped)
@@ -160,10 +168,34 @@ def run_campaign(
         return measure_configs(
             store, todo, backend=str(settings["backend"]), backend_options=dict(settings["backend_options"]),
             target=target, budget_s=budget_s, max_configs=max_configs, protocol=protocol, profile_runs=profile_runs,
-            timeout_s=timeout_s, progress=progress, skipped=skipped,
+            timeout_s=timeout_s, progress=progress, skipped=skipped, retry_failed=retry_failed,
         )
     finally:
         store.close()
+
+
+def check_campaign_options(
+    *, budget_s: float | None = None, max_configs: int | None = None, plan_size: int = PLAN_SIZE,
+    timeout_s: float = 120.0, profile_runs: int = PROFILE_RUNS, micro_share: float = 0.75,
+) -> None:
+    """One place for a campaign's option ranges (the CLI's --budget-min, --max-configs, --plan-size, --timeout,
+    --profile-runs, --micro-share); raises AnnetteError naming the option. A timeout <= 0 used to store every
+    configuration as failed."""
+    bad = []
+    if budget_s is not None and not (math.isfinite(budget_s) and budget_s >= 0):
+        bad.append(f"budget {budget_s} s (--budget-min) must be >= 0")
+    if max_configs is not None and max_configs < 0:
+        bad.append(f"max_configs {max_configs} (--max-configs) must be >= 0")
+    if plan_size < 1:
+        bad.append(f"plan_size {plan_size} (--plan-size) must be >= 1")
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        bad.append(f"timeout {timeout_s} s (--timeout) must be > 0")
+    if profile_runs < 0:
+        bad.append(f"profile_runs {profile_runs} (--profile-runs) must be >= 0")
+    if not 0.0 <= micro_share <= 1.0:
+        bad.append(f"micro_share {micro_share} (--micro-share) must be in [0, 1]")
+    if bad:
+        raise AnnetteError("invalid campaign options: " + "; ".join(bad))
 
 
 def measure_configs(
@@ -180,12 +212,14 @@ def measure_configs(
     timeout_s: float = 120.0,
     progress: Callable[[CampaignProgress], None] | None = None,
     skipped: int = 0,
+    retry_failed: bool = False,
 ) -> CampaignResult:
     """Measure ``todo`` in order into ``store``, each configuration in the isolated ``Worker``, until the list,
     ``max_configs`` or ``budget_s`` ends (a configuration that would not fit, by the mean duration so far, is
     not started). Configurations the store already holds are skipped (counted in ``skipped``)."""
+    check_campaign_options(timeout_s=timeout_s, profile_runs=profile_runs, budget_s=budget_s, max_configs=max_configs)
     start = time.perf_counter()
-    have = store.ids()
+    have = store.ids("ok") if retry_failed else store.ids()  # retry_failed: failed ones are measured again
     todo = [c for c in todo if c.config_id not in have]
     measured = failed = 0
     stopped_by = "plan"
@@ -203,7 +237,7 @@ def measure_configs(
                 break
             t0 = time.perf_counter()
             record = worker.run(config)
-            store.add(record)
+            store.add(record, replace=retry_failed)
             if measured:
                 durations.append(time.perf_counter() - t0)
             measured += 1

@@ -12,11 +12,13 @@ metadata. Rows whose status is not ``ok`` are kept as failed records with that s
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from annette import checks
 from annette.bench.records import BenchRecord, Measurement, Target
 from annette.bench.runner import LABEL_STATISTIC
 from annette.bench.store import BenchStore
@@ -79,7 +81,11 @@ def h200_records(path: Path, accept: Callable[[str, Target], bool] = lambda _id,
     from annette.bench.blocks import build_model
     from annette.importers.onnx import graph_from_onnx
 
-    with path.open(newline="", encoding="utf-8") as fh:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchStoreError(f"{path}: not a UTF-8 CSV table ({exc.reason} at byte {exc.start})") from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in H200_COLUMNS if c not in (reader.fieldnames or ())]
         if missing:
@@ -101,18 +107,35 @@ def h200_records(path: Path, accept: Callable[[str, Target], bool] = lambda _id,
                 yield BenchRecord(config.config_id, "micro", family, config.params, target, "failed",
                                   error=f"external: {row['status']}", metadata=meta)
                 continue
-            meta.update({"p10_ms": float(row["p10_ms"]), "p90_ms": float(row["p90_ms"])})
+            try:  # a time that is not a finite positive number is no measurement: the row is kept as failed
+                times = {c: checks.number(_float(row[c], c), c, positive=True)
+                         for c in ("median_ms", "min_ms", "p10_ms", "p90_ms")}
+            except ValueError as exc:
+                log.warning("%s:%d: %s; stored as failed", path, line, exc)
+                yield BenchRecord(config.config_id, "micro", family, config.params, target, "failed",
+                                  error=f"external: invalid time: {exc}", metadata=meta)
+                continue
+            meta.update({"p10_ms": times["p10_ms"], "p90_ms": times["p90_ms"]})
             measurement = Measurement(
                 samples_ms=(),
                 inner_loops=1,
-                label_ms=float(row[_STAT_COLUMN[LABEL_STATISTIC]]),
-                median_ms=float(row["median_ms"]),
-                min_ms=float(row["min_ms"]),
+                label_ms=times[_STAT_COLUMN[LABEL_STATISTIC]],
+                median_ms=times["median_ms"],
+                min_ms=times["min_ms"],
                 flags=("no_raw_samples",),
             )
             graph = graph_from_onnx(build_model(family, config.params, name=config.model_name))
             yield BenchRecord(config.config_id, "micro", family, config.params, target, "ok", graph=graph,
                               measurement=measurement, metadata=meta)
+
+
+def _float(text: str | None, column: str) -> float:
+    if text is None:
+        raise ValueError(f"{column} is missing (a short row)")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{column} {text[:40]!r} is not a number") from None
 
 
 EXTERNAL_FORMATS: Registry[Callable[[Path, Callable[[str, Target], bool]], Iterator[BenchRecord]]] = Registry(

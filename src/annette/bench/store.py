@@ -6,13 +6,21 @@ primary key) holding the record JSON and indexed columns (kind, family, status, 
 ``add`` commits on its own, so a process killed at any point leaves every finished record and nothing
 half-written; the campaign resumes by skipping the ids the store ``has``.
 
-A file that is not SQLite, a database without the magic, or an unknown schema version raises
-``BenchStoreError``; nothing is ever reset silently.
+A file that is not SQLite, a database without the magic, an unknown schema version or a damaged file
+(``PRAGMA quick_check`` on open) raises ``BenchStoreError``; nothing is ever reset silently. Every SQLite
+error later (a full disk, damage found while reading) is a ``BenchStoreError`` saying what happened.
+
+One writer at a time: the first write of a process takes an exclusive lock (``flock`` on ``store.lock`` in
+the directory, released when the store is closed or the process ends, even by kill -9); a second process
+writing to the same store gets an error naming the first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -20,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from annette.bench.records import BenchRecord
-from annette.errors import BenchStoreError
+from annette.errors import AnnetteError, BenchStoreError
 
 STORE_MAGIC = "annette.benchstore"
 STORE_SCHEMA_VERSION = 1
 STORE_FILE = "store.sqlite"
+LOCK_FILE = "store.lock"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,15 +69,24 @@ class BenchStore:
         exists = self.file.exists()
         if not exists and not create:
             raise BenchStoreError(f"no benchmark store at {self.dir} (expected {self.file})")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock: int | None = None
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BenchStoreError(f"cannot create the store directory {self.dir}: {exc.strerror}") from exc
         try:
             self.db = sqlite3.connect(self.file, timeout=30.0, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             tables = self._open(create)
         except sqlite3.DatabaseError as exc:
+            if _kind(exc) in ("full", "io", "readonly", "busy"):
+                why = "the disk is full" if _kind(exc) == "full" and not exists else _reason(exc)
+                raise BenchStoreError(f"cannot {'open' if exists else 'create'} {self.file}: {why}") from exc
             raise BenchStoreError(f"{self.file} is not an annette benchmark store (not a readable SQLite file: {exc})") from exc
         self._check(tables)
+        if exists:
+            self._quick_check()
 
     def _open(self, create: bool) -> set[str]:
         """The tables, after creating the schema in an empty file (under a write lock: another process may
@@ -105,6 +123,50 @@ class BenchStore:
                 f"(this annette reads version {STORE_SCHEMA_VERSION})"
             )
 
+    def _quick_check(self) -> None:
+        """SQLite's quick_check (the structure of every page; ~0.1 s per 50 MB): damage is found on open, not
+        when a campaign resumes and appends to a damaged file."""
+        try:
+            rows = [str(r[0]) for r in self.db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            raise BenchStoreError(f"{self.file} is damaged ({exc}); it is not modified: restore it from a copy, "
+                                  "or export what can be read and start a new store") from exc
+        if rows != ["ok"]:
+            raise BenchStoreError(
+                f"{self.file} is damaged (SQLite quick_check: {'; '.join(rows)[:300]}); it is not modified: restore "
+                "it from a copy, or start a new store"
+            )
+
+    @contextlib.contextmanager
+    def _sql(self, doing: str) -> Iterator[None]:
+        """Every SQLite error as a BenchStoreError saying what was being done and why it failed."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise BenchStoreError(f"{self.file}: cannot {doing}: {_reason(exc)}") from exc
+
+    def _write_lock(self) -> None:
+        """Take the store's writer lock (once per store object); BenchStoreError if another process holds it."""
+        if self._lock is not None:
+            return
+        path = self.dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise BenchStoreError(f"cannot create the writer lock {path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise BenchStoreError(
+                f"{self.dir} is being written by {holder}: a store takes one writer at a time (one campaign or "
+                "import); wait for it to end, or use another --out directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} (since {_now()})".encode(), 0)
+        self._lock = fd
+
     # -- meta ----------------------------------------------------------------------------------------------
     def meta(self) -> dict[str, str]:
         try:
@@ -115,7 +177,9 @@ class BenchStore:
     def set_meta(self, key: str, value: str) -> None:
         if key in ("magic", "schema_version"):
             raise BenchStoreError(f"meta key {key!r} is reserved")
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self._write_lock()
+        with self._sql(f"write meta key {key!r}"):
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # -- records -------------------------------------------------------------------------------------------
     def add(self, record: BenchRecord, *, replace: bool = False) -> None:
@@ -126,22 +190,30 @@ class BenchStore:
             json.dumps(record.to_dict(), separators=(",", ":")),
         )
         verb = "INSERT OR REPLACE" if replace else "INSERT"
-        try:
-            self.db.execute(
-                f"{verb} INTO records (config_id, kind, family, status, target_key, created, record) VALUES (?,?,?,?,?,?,?)",
-                row,
-            )
-        except sqlite3.IntegrityError:
-            raise BenchStoreError(
-                f"{self.file}: configuration {record.config_id} ({record.family}) is already stored; "
-                "pass replace=True to overwrite it"
-            ) from None
+        self._write_lock()
+        with self._sql(f"store configuration {record.config_id} ({record.family})"):
+            try:
+                self.db.execute(
+                    f"{verb} INTO records (config_id, kind, family, status, target_key, created, record) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    row,
+                )
+            except sqlite3.IntegrityError:
+                raise BenchStoreError(
+                    f"{self.file}: configuration {record.config_id} ({record.family}) is already stored "
+                    "(stored records are never overwritten; --retry-failed measures failed ones again)"
+                ) from None
 
     def has(self, config_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM records WHERE config_id = ?", (config_id,)).fetchone() is not None
+        with self._sql("read the records"):
+            return self.db.execute("SELECT 1 FROM records WHERE config_id = ?", (config_id,)).fetchone() is not None
 
-    def ids(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT config_id FROM records")}
+    def ids(self, status: str | None = None) -> set[str]:
+        """The stored configuration ids (with ``status``, only those of that status)."""
+        with self._sql("read the records"):
+            if status is None:
+                return {r[0] for r in self.db.execute("SELECT config_id FROM records")}
+            return {r[0] for r in self.db.execute("SELECT config_id FROM records WHERE status = ?", (status,))}
 
     def records(
         self, kind: str | None = None, status: str | None = "ok", family: str | None = None
@@ -155,12 +227,16 @@ class BenchStore:
                 args.append(val)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY rowid"
-        for (text,) in self.db.execute(sql, args):
-            try:
-                yield BenchRecord.from_dict(json.loads(text))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise BenchStoreError(f"{self.file}: a stored record is malformed: {exc!r}") from exc
+        sql = sql.replace("SELECT record", "SELECT config_id, record") + " ORDER BY rowid"
+        with self._sql("read the records"):
+            for config_id, text in self.db.execute(sql, args):
+                try:
+                    yield BenchRecord.from_dict(json.loads(text))
+                except (AnnetteError, json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
+                    why = f"missing key {exc.args[0]!r}" if type(exc) is KeyError and exc.args else str(exc)
+                    raise BenchStoreError(
+                        f"{self.file}: stored record {config_id!r} is malformed ({type(exc).__name__}: {why})"
+                    ) from exc
 
     def count(self, kind: str | None = None, status: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM records", []
@@ -171,10 +247,15 @@ class BenchStore:
                 args.append(val)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return int(self.db.execute(sql, args).fetchone()[0])
+        with self._sql("count the records"):
+            return int(self.db.execute(sql, args).fetchone()[0])
 
     def summary(self) -> dict[str, Any]:
         """Counts by kind/family/status, the targets, and the time span of the records."""
+        with self._sql("summarise the records"):
+            return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
         counts: dict[str, dict[str, int]] = {}
         for kind, family, status, n in self.db.execute(
             "SELECT kind, family, status, COUNT(*) FROM records GROUP BY kind, family, status ORDER BY kind, family"
@@ -239,12 +320,47 @@ class BenchStore:
 
     def close(self) -> None:
         self.db.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the writer lock
+            self._lock = None
 
     def __enter__(self) -> BenchStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _kind(exc: sqlite3.DatabaseError) -> str:
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc).lower()
+    if "FULL" in name or "disk is full" in text:
+        return "full"
+    if "CORRUPT" in name or "NOTADB" in name or "malformed" in text or "not a database" in text:
+        return "damaged"
+    if "READONLY" in name or "readonly" in text:
+        return "readonly"
+    if "BUSY" in name or "LOCKED" in name or "locked" in text:
+        return "busy"
+    if "IOERR" in name or "CANTOPEN" in name or "disk i/o" in text or "unable to open" in text:
+        return "io"
+    return "other"
+
+
+def _reason(exc: sqlite3.DatabaseError) -> str:
+    kind = _kind(exc)
+    if kind == "full":
+        return ("the disk is full (every record committed so far is kept: free some space and continue with "
+                "--resume)")
+    if kind == "damaged":
+        return f"the file is damaged ({exc}); restore it from a copy, or start a new store"
+    if kind == "readonly":
+        return f"the store is read-only ({exc})"
+    if kind == "busy":
+        return f"the database is locked by another process ({exc})"
+    if kind == "io":
+        return f"a disk I/O error ({exc})"
+    return str(exc)
 
 
 def _now() -> str:

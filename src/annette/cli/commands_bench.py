@@ -35,6 +35,9 @@ def bench(
     out: Path = typer.Option(None, "--out", "-o", help="Store directory (created; holds store.sqlite)."),
     budget_min: float = typer.Option(30.0, "--budget-min", help="Time budget in minutes."),
     resume: bool = typer.Option(False, "--resume", help="Continue the campaign already in --out."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="With --resume: measure the configurations stored as failed again."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the campaign's plan (configurations and order)."),
     max_configs: int = typer.Option(None, "--max-configs", help="Stop after this many configurations."),
     micro_share: float = typer.Option(0.75, "--micro-share", help="Share of micro-kernels (the rest: blocks)."),
@@ -56,9 +59,13 @@ def bench(
     if out is None:
         raise AnnetteError("annette bench needs --out DIR (the store directory); see annette bench --help")
     from annette.backends import BACKENDS
-    from annette.bench.campaign import CampaignProgress, run_campaign
+    from annette.bench.campaign import CampaignProgress, check_campaign_options, run_campaign
 
     BACKENDS.get(backend)  # an unknown name fails before the progress bar shows
+    check_campaign_options(budget_s=budget_min * 60.0, max_configs=max_configs, plan_size=plan_size,
+                           timeout_s=timeout, profile_runs=profile_runs, micro_share=micro_share)
+    if retry_failed and not resume:
+        raise AnnetteError("--retry-failed continues a campaign: pass --resume too")
     budget_s = budget_min * 60.0
     options = {"threads": threads, **parse_backend_options(opt)}
     if cluster is not None or targets:
@@ -87,6 +94,7 @@ def bench(
         result = run_campaign(
             out, backend=backend, backend_options=options, budget_s=budget_s, max_configs=max_configs, seed=seed,
             resume=resume, micro_share=micro_share, plan_size=plan_size, timeout_s=timeout, profile_runs=profile_runs, progress=progress,
+            retry_failed=retry_failed,
         )
     if as_json:
         emit_json(result.to_dict())
