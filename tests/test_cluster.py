@@ -275,6 +275,25 @@ def test_cli_several_targets_one_store_each(cluster: LocalCluster, tmp_path: Pat
     assert listed.exit_code == 0 and json.loads(listed.stdout)["labels"]["sim"] >= 2
 
 
+def test_build_on_a_label(cluster: LocalCluster, tmp_path: Path) -> None:
+    """``annette build --cluster``: every stage measured on the label's workers into the driver's store (the
+    refine stage reads it), fitted here, validated on a worker; the bundle says where it was built."""
+    out = tmp_path / "b"
+    result = CliRunner().invoke(app, [
+        "build", "--backend", "simulated", "--opt", "scale=0.05", "--cluster", cluster.address, "--target", "sim2",
+        "--out", str(out), "--budget-min", "0.3", "--validate", "4", "--batch-size", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    stages = {s["name"]: s for s in doc["stages"]}
+    assert stages["core"]["measured"] > 0 and stages["validate"]["measured"] == 4
+    assert doc["validation"]["metrics"]["n"] == 4
+    bundle = json.loads(Path(doc["bundle"]).read_text())
+    assert f"--cluster {cluster.address} --target sim2" in bundle["provenance"]["build"]["command"]
+    with BenchStore(out, create=False) as store:
+        assert json.loads(store.meta()["cluster"])["label"] == "sim2"
+        assert store.count() == sum(s["measured"] for s in doc["stages"] if s["name"] not in ("fit", "validate"))
+
+
 def test_labels_and_errors(cluster: LocalCluster, tmp_path: Path) -> None:
     info = describe_workers(cluster.address, "sim", backend="simulated", backend_options=SIM)
     assert len(info.workers) >= 2 and info.target == get_backend("simulated", **SIM).describe()

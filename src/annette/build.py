@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from annette.bench.sweeps import BenchConfig, make_config, refine
 from annette.errors import AnnetteError, BenchStoreError
 from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor
 from annette.hardware import HardwareModel
+
+if TYPE_CHECKING:
+    from annette.bench.cluster import ClusterSpec
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +150,11 @@ def run_build(
     timeout_s: float = 120.0,
     validate_n: int = 24,
     progress: Callable[[BuildProgress], None] | None = None,
+    cluster: ClusterSpec | None = None,
 ) -> BuildResult:
     """Measure, fit and validate a hardware model of this machine (see the module docstring); the bundle is
-    written to ``bundle`` (default ``out/hardware.json``)."""
+    written to ``bundle`` (default ``out/hardware.json``). With ``cluster``, of the target its label's workers
+    are: they measure every stage and the validation networks (``annette.bench.cluster``); fitting runs here."""
     from annette.backends import get_backend
 
     if not budget_min > 0 or not math.isfinite(budget_min):
@@ -164,7 +169,19 @@ def run_build(
                 f"{store.dir} already holds {store.count()} records; pass --resume to continue its build "
                 "or choose another --out directory"
             )
-    target = get_backend(backend, **options).describe()
+    measure: Callable[..., CampaignResult] = measure_configs
+    if cluster is None:
+        target = get_backend(backend, **options).describe()
+    else:
+        from functools import partial
+
+        from annette.bench.cluster import describe_workers, measure_on_cluster
+
+        target = describe_workers(cluster.scheduler, cluster.label, backend=backend, backend_options=options,
+                                  connect_timeout_s=cluster.connect_timeout_s).target
+        measure = partial(measure_on_cluster, scheduler=cluster.scheduler, target_label=cluster.label,
+                          batch_size=cluster.batch_size, worker_wait_s=cluster.worker_wait_s,
+                          connect_timeout_s=cluster.connect_timeout_s)
     budget_s = 60.0 * budget_min
     start = time.perf_counter()
     stages: list[StageResult] = []
@@ -190,7 +207,7 @@ def run_build(
     # 1. core: the campaign of `annette bench` (resumable by its own plan)
     t0 = time.perf_counter()
     res = run_campaign(out, backend=backend, backend_options=options, budget_s=STAGE_SHARES["core"] * budget_s,
-                       seed=seed, resume=True, timeout_s=timeout_s, progress=report("core"))
+                       seed=seed, resume=True, timeout_s=timeout_s, progress=report("core"), cluster=cluster)
     done("core", res, t0)
     # 2-4. the other measured stages
     plans = {
@@ -202,7 +219,7 @@ def run_build(
         for stage, plan in plans.items():
             t0 = time.perf_counter()
             stage_budget = max(0.0, min(STAGE_SHARES[stage] * budget_s, (1 - RESERVE_SHARE) * budget_s - elapsed()))
-            res = measure_configs(store, plan, backend=backend, backend_options=options, target=target,
+            res = measure(store, plan, backend=backend, backend_options=options, target=target,
                                   budget_s=stage_budget, timeout_s=timeout_s, progress=report(stage))
             done(stage, res, t0)
         # 5. refine until only the reserve is left
@@ -222,7 +239,7 @@ def run_build(
             left = (1 - RESERVE_SHARE) * budget_s - elapsed()
             if not new or left < 10.0:
                 break
-            res = measure_configs(store, new, backend=backend, backend_options=options, target=target,
+            res = measure(store, new, backend=backend, backend_options=options, target=target,
                                   budget_s=left, timeout_s=timeout_s, progress=report("refine"))
             measured, failed, rounds = measured + res.measured, failed + res.failed, rounds + 1
         stages.append(StageResult("refine", measured, failed, 0, time.perf_counter() - t0,
@@ -238,12 +255,18 @@ def run_build(
     # 7. validate
     t0 = time.perf_counter()
     say("validate", f"measuring {validate_n} generated networks in 2 rounds")
-    validation = validate(hw, backend=backend, backend_options=options, n=validate_n)
+    if cluster is None:
+        validation = validate(hw, backend=backend, backend_options=options, n=validate_n)
+    else:  # on a worker of the label, as one task
+        from annette.bench.cluster import run_on_target
+
+        validation = run_on_target(cluster, validate, hw, backend=backend, backend_options=options, n=validate_n)
     stages.append(StageResult("validate", validation.n, validate_n - validation.n, 0, time.perf_counter() - t0,
                               "done", f"MAPE {validation.metrics.mape_pct:.1f} %"))
     total = elapsed()
     build_info = {
-        "command": f"annette build --backend {backend} --threads {threads} --budget-min {budget_min:g}",
+        "command": f"annette build --backend {backend} --threads {threads} --budget-min {budget_min:g}"
+                   + (f" --cluster {cluster.scheduler} --target {cluster.label}" if cluster is not None else ""),
         "budget_min": budget_min,
         "elapsed_min": total / 60.0,
         "stages": [s.to_dict() for s in stages],

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from annette.bench.campaign import CampaignProgress, CampaignResult
 from annette.bench.records import BenchRecord, Target
@@ -49,6 +49,8 @@ from annette.bench.worker import PROFILE_RUNS, Worker
 from annette.errors import AnnetteError, ClusterError
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 RESOURCE_PREFIX = "annette-target-"
 DEFAULT_BATCH = 8  # configurations per task: a few seconds of work, so a lost worker costs little
@@ -450,6 +452,32 @@ def measure_on_cluster(
     return result
 
 
+def run_on_target(cluster: ClusterSpec, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``fn(*args, **kwargs)`` run as one task on a worker of ``cluster.label`` (for work that is not a list of
+    configurations, e.g. measuring whole networks to validate a model); its result, or its error raised here.
+    The task runs in the worker's own process (not in the isolated measurement subprocess); a worker lost on
+    the way hands it to another of the label; with none for ``worker_wait_s`` it is a ``ClusterError``.
+    Arguments and result travel with Dask's own serialisation."""
+    with connect(cluster.scheduler, timeout_s=cluster.connect_timeout_s) as client:
+        if not _label_workers(client, cluster.label):
+            raise ClusterError(f"no worker advertises target label {cluster.label!r} at {cluster.scheduler}")
+        key = f"annette-{getattr(fn, '__name__', 'task')}-{cluster.label}-{uuid.uuid4().hex[:12]}"
+        fut = client.submit(fn, *args, key=key, pure=False, resources={resource_name(cluster.label): 1}, **kwargs)
+        no_worker_since: float | None = None
+        while not fut.done():
+            time.sleep(POLL_S)
+            if _label_workers(client, cluster.label):
+                no_worker_since = None
+            elif no_worker_since is None:
+                no_worker_since = time.monotonic()
+            elif time.monotonic() - no_worker_since > cluster.worker_wait_s:
+                fut.cancel()
+                raise ClusterError(f"label {cluster.label!r} has had no worker for {cluster.worker_wait_s:.0f} s; "
+                                   f"{key} was not run")
+        result: R = fut.result()
+        return result
+
+
 class _Driver:
     """The submission loop of one label: batches in flight, records into the store, progress, stop rules."""
 
@@ -636,9 +664,10 @@ class _Driver:
 
 @dataclass(frozen=True)
 class TargetsResult:
-    """The campaigns of several labels run side by side: each label's result, or why it failed."""
+    """The work of several labels run side by side (campaigns, builds): each label's result (with a
+    ``to_dict``), or why it failed."""
 
-    results: Mapping[str, CampaignResult] = field(default_factory=dict)
+    results: Mapping[str, Any] = field(default_factory=dict)
     errors: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -665,23 +694,27 @@ def run_target_campaigns(
     """``run_campaign`` on each label's workers, all labels at once (one driver thread and store per label,
     ``target_store``); ``campaign`` holds ``run_campaign``'s settings (backend, budget, seed, resume, ...).
     One label failing does not stop the others: its error is in the result."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from annette.bench.campaign import run_campaign
-
-    if len(set(labels)) != len(labels) or not labels:
-        raise ClusterError(f"expected one or more distinct target labels, got {list(labels)}")
-    for label in labels:
-        resource_name(label)
 
     def one(label: str) -> CampaignResult:
         spec = ClusterSpec(scheduler, label, batch_size, worker_wait_s, connect_timeout_s)
         return run_campaign(target_store(out, labels, label), cluster=spec, progress=progress, **campaign)
 
-    results: dict[str, CampaignResult] = {}
+    return on_targets(labels, one)
+
+
+def on_targets(labels: Sequence[str], fn: Callable[[str], Any]) -> TargetsResult:
+    """``fn(label)`` for every label at once, one thread each; an ``AnnetteError`` of one is kept as its error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(set(labels)) != len(labels) or not labels:
+        raise ClusterError(f"expected one or more distinct target labels, got {list(labels)}")
+    for label in labels:
+        resource_name(label)
+    results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=len(labels), thread_name_prefix="annette-cluster") as pool:
-        futures = {label: pool.submit(one, label) for label in labels}
+        futures = {label: pool.submit(fn, label) for label in labels}
         for label, fut in futures.items():
             try:
                 results[label] = fut.result()

@@ -27,6 +27,10 @@ def build(
     validate_n: int = typer.Option(24, "--validate", help="Generated networks measured end to end to validate."),
     opt: list[str] = typer.Option(None, "--opt", help="Backend option KEY=VALUE (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the build result as JSON."),
+    cluster: str = typer.Option(None, "--cluster", help="Build on a Dask scheduler's workers, e.g. tcp://HOST:8786."),
+    targets: list[str] = typer.Option(None, "--target", help="Worker label to build for (repeatable; with --cluster)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Configurations per cluster task."),
+    worker_wait: float = typer.Option(60.0, "--worker-wait", help="Seconds to wait for a worker of a label that has none."),
 ) -> None:
     """Build a hardware model for this machine: benchmark every family (micro-kernels, blocks, blocks in context,
     cells, node chains, cache pressure), refine where the model errs until the budget ends, fit, and validate
@@ -37,6 +41,14 @@ def build(
     BACKENDS.get(backend)  # an unknown name fails before the progress bar shows
     budget_s = budget_min * 60.0
     options = parse_backend_options(opt)
+    if cluster is not None or targets:  # for the targets of worker labels (one build each: OUT or OUT/LABEL)
+        from annette.cli.commands_cluster import build_on_cluster
+
+        build_on_cluster(cluster, list(targets or []), out, as_json=as_json, batch_size=batch_size,
+                         worker_wait_s=worker_wait, bundle=bundle, name=name, backend=backend, threads=threads,
+                         budget_min=budget_min, seed=seed, resume=resume, backend_options=options, timeout_s=timeout,
+                         validate_n=validate_n)
+        return
     live = err_console.is_terminal and not as_json
     last_line = [0.0]
     with Progress(

@@ -137,3 +137,62 @@ def workers(
         table.add_row(w.address, w.host, str(w.nthreads), f"{w.slots:g}", w.annette_version, w.python)
     console.print(table)
 
+
+
+def build_on_cluster(
+    scheduler: str | None,
+    labels: list[str],
+    out: Path,
+    *,
+    as_json: bool,
+    batch_size: int,
+    worker_wait_s: float,
+    bundle: Path | None,
+    name: str | None,
+    **build: Any,
+) -> None:
+    """``annette build`` of each target label on its workers, side by side (one build directory and bundle per
+    label: ``out`` for one label, ``out/LABEL`` for several); fitting runs here."""
+    from annette.bench.cluster import ClusterSpec, on_targets, target_store
+    from annette.build import BuildProgress, run_build
+
+    if scheduler is None or not labels:
+        raise ClusterError("a cluster build needs both --cluster tcp://HOST:PORT (the Dask scheduler) and "
+                           "--target NAME (a worker label; repeatable)")
+    if bundle is not None and len(labels) > 1:
+        raise ClusterError("--bundle names one file: with several --target, each bundle is OUT/LABEL/hardware.json")
+    budget_s = 60.0 * float(build["budget_min"])
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+        console=err_console, transient=as_json,
+    ) as bar:
+        rows = {label: bar.add_task(f"[bold]{escape(label)}[/]", total=budget_s, info="") for label in labels}
+
+        def one(label: str) -> Any:
+            def progress(p: BuildProgress) -> None:
+                bar.update(rows[label], completed=min(budget_s, p.elapsed_s),
+                           info=f"{p.stage}: {p.done} done, {p.failed} failed [dim]{escape(p.message)}[/]")
+
+            spec = ClusterSpec(scheduler, label, batch_size, worker_wait_s)
+            label_name = name if len(labels) == 1 or name is None else f"{name}-{label}"
+            return run_build(target_store(out, labels, label), cluster=spec, bundle=bundle, name=label_name,
+                             progress=progress, **build)
+
+        if len(labels) == 1:  # its errors are the command's
+            from annette.bench.cluster import TargetsResult
+
+            results = TargetsResult({labels[0]: one(labels[0])})
+        else:
+            results = on_targets(labels, one)
+    if as_json:
+        emit_json(results.to_dict() if len(labels) > 1 else results.results[labels[0]].to_dict())
+    else:
+        for label, r in results.results.items():
+            measured = sum(s.measured for s in r.stages if s.name not in ("fit", "validate"))
+            v = r.validation
+            quality = (f"validation MAPE {v.metrics.mape_pct:.1f} %, Spearman {v.metrics.spearman:.3f} on {v.metrics.n} "
+                       "networks" if v is not None else "not validated")
+            console.print(f"[bold]{escape(label)}[/]: {measured} configurations measured in {r.elapsed_s / 60:.1f} min; "
+                          f"{quality}; wrote {escape(r.bundle)}", highlight=False)
+    if results.errors:
+        raise ClusterError("; ".join(f"target {k}: {v}" for k, v in results.errors.items()))
