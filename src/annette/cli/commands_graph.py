@@ -157,7 +157,11 @@ def export(
 
     from annette.importers import model_to_onnx
 
-    proto = model_to_onnx(model, batch=batch)
+    message = loading_message(model, batch)
+    if not err_console.is_terminal and message.startswith("exporting"):
+        err_console.print(message, highlight=False, markup=False)
+    with err_console.status(escape(message)):
+        proto = model_to_onnx(model, batch=batch)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(out))
     summary = {"name": proto.graph.name, "n_nodes": len(proto.graph.node), "out": str(out)}
