@@ -76,3 +76,12 @@ def test_edge_check_names_the_node(op: str, ins: list[tuple[int, ...]], out: tup
     ok = {n: (s, 1) for n, s in zip(names, ins, strict=True)} | {"o": (tuple(np.zeros(ins[0]).T.shape), 1)}
     if op == "Transpose":
         _check_edges(model, ok)  # a real transpose passes
+
+
+def test_onnx_form_for_measuring_is_checked_too() -> None:
+    from annette.importers.onnx import with_batch
+
+    with pytest.raises(ShapeError, match="static batch of 1.*cannot be re-batched to 8"):
+        with_batch(static_reshape_model(), 8)  # type: ignore[arg-type]
+    rebatched = with_batch(static_reshape_model(), 1)  # type: ignore[arg-type]
+    assert rebatched.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1

@@ -301,16 +301,27 @@ def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     initializers = {t.name for t in out.graph.initializer}
+    overridden: dict[str, int] = {}
     for vi in out.graph.input:
         dims = vi.type.tensor_type.shape.dim
         if vi.name not in initializers and len(dims) > 0:
+            if dims[0].HasField("dim_value") and dims[0].dim_value != batch:
+                overridden[vi.name] = dims[0].dim_value
             dims[0].ClearField("dim_param")
             dims[0].dim_value = batch
     _forget_inferred_shapes(out)
     try:
-        return onnx.shape_inference.infer_shapes(out, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(out, data_prop=True)
     except onnx.shape_inference.InferenceError as exc:
         raise ShapeError(f"model does not accept batch {batch}: {exc}") from exc
+    if overridden:  # a static-batch export: its constants may hold the exported batch
+        static = _static_shapes(inferred)
+        static.update({t.name: (tuple(int(d) for d in t.dims), t.data_type) for t in inferred.graph.initializer})
+        try:
+            _check_edges(inferred, static)
+        except ShapeError as exc:
+            raise ShapeError(f"{exc}. {_static_batch_hint(model.graph.name or 'model', overridden, batch)}") from exc
+    return inferred
 
 
 def _split_large_initializers(source: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
