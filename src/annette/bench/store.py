@@ -80,13 +80,19 @@ class BenchStore:
             self.db.execute("PRAGMA synchronous=NORMAL")
             tables = self._open(create)
         except sqlite3.DatabaseError as exc:
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self.db.close()  # nothing stays open on a store that could not be opened
             if _kind(exc) in ("full", "io", "readonly", "busy"):
                 why = "the disk is full" if _kind(exc) == "full" and not exists else _reason(exc)
                 raise BenchStoreError(f"cannot {'open' if exists else 'create'} {self.file}: {why}") from exc
             raise BenchStoreError(f"{self.file} is not an annette benchmark store (not a readable SQLite file: {exc})") from exc
-        self._check(tables)
-        if exists:
-            self._quick_check()
+        try:
+            self._check(tables)
+            if exists:
+                self._quick_check()
+        except BenchStoreError:
+            self.db.close()
+            raise
 
     def _open(self, create: bool) -> set[str]:
         """The tables, after creating the schema in an empty file (under a write lock: another process may

@@ -124,6 +124,7 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
 
 
 def _check_parsed(proto: onnx.ModelProto, where: str) -> onnx.ModelProto:
+    onnx_guard.check_text(proto, where)
     if not proto.HasField("graph") or not proto.opset_import or proto.ir_version <= 0:
         raise ModelFileError(
             f"{where}: not a valid ONNX model (expected a graph, an opset import and an IR version; got "

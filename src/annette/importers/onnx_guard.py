@@ -20,7 +20,7 @@ inputs of the declared shapes. The importer (:mod:`annette.importers.onnx`) call
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -207,3 +207,39 @@ def check_run_bytes(feeds: Mapping[str, tuple[tuple[int, ...], int]], known: Map
             f"allocate too much ({what}; at most {MAX_RUN_BYTES:,}); set the input shapes with --input-shape "
             "NAME=D0,D1,..."
         )
+
+
+def check_text(model: onnx.ModelProto, where: str) -> None:
+    """Every name the importer reads is valid UTF-8 (protobuf returns such a string field as ``bytes``, which
+    fails deep in the import); raises ModelFileError naming the field."""
+    g = model.graph
+
+    def names() -> Iterator[tuple[str, object]]:
+        yield "graph name", g.name
+        for o in model.opset_import:
+            yield "opset domain", o.domain
+        for node in g.node:
+            yield "node name", node.name
+            yield "node op_type", node.op_type
+            yield "node domain", node.domain
+            for t in (*node.input, *node.output):
+                yield f"tensor name of node {node.name!r}", t
+            for a in node.attribute:
+                yield f"attribute name of node {node.name!r}", a.name
+        for vi in (*g.input, *g.output, *g.value_info):
+            yield "value name", vi.name
+            for d in vi.type.tensor_type.shape.dim:
+                yield f"dimension name of {vi.name!r}", d.dim_param
+        for t in g.initializer:
+            yield "initializer name", t.name
+            for e in t.external_data:
+                yield f"external data of {t.name!r}", e.value
+        for f in model.functions:
+            yield "function name", f.name
+            for n in f.node:
+                yield f"node name in function {f.name!r}", n.name
+                yield f"node op_type in function {f.name!r}", n.op_type
+
+    for what, value in names():
+        if not isinstance(value, str):
+            raise ModelFileError(f"{where}: a {what} is not valid UTF-8 ({value!r:.60}); the file is corrupt")
