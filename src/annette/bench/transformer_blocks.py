@@ -23,7 +23,8 @@ Micro families (one layer type each, plus the few nodes that make its operands):
 
 Multi-layer blocks, as the exporters write them: ``sdpa`` (scaled-dot-product attention, optionally with
 grouped KV heads), ``rmsnorm``, ``layernorm_unfused`` (opset < 17 exports), ``gelu_tanh`` (GPT-2),
-``gelu_erf`` (un-fused GELU), ``rotary`` (rotate-half position embedding), ``swiglu`` (Llama's MLP),
+``gelu_erf`` (un-fused GELU), ``rotary`` (rotate-half position embedding), ``swiglu`` (Llama's MLP, with
+or without the residual Add after its bias-free down projection),
 ``embed_ln`` (embedding + positions + LayerNorm).
 
 :data:`TARGET_OPS` names the ONNX op types each family is there to measure, :data:`SMALL_PARAMS` a small
@@ -521,14 +522,15 @@ def _swiglu_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     gate = b.linear(x, p["hidden"], base="gate", bias=False)
     act = b.binary("Mul", gate, b.node("Sigmoid", [gate], b.shapes[gate], base="sigmoid"))
     up = b.linear(x, p["hidden"], base="up", bias=False)
-    return [b.linear(b.binary("Mul", act, up), p["d"], base="down", bias=False)]
+    down = b.linear(b.binary("Mul", act, up), p["d"], base="down", bias=False)
+    return [b.binary("Add", down, x) if p.get("residual") else down]  # a decoder layer adds the residual
 
 
 _register("swiglu", "multi", _swiglu_build,
           lambda rng: {"n": 1, "s": _logu(rng, 8, 512), "d": int(rng.choice(WIDTHS[:9])),
-                       "hidden": int(rng.choice([1024, 1536, 2048, 2816, 4864]))},
+                       "hidden": int(rng.choice([1024, 1536, 2048, 2816, 4864])), "residual": int(rng.random() < 0.5)},
           lambda p: float(3 * p["n"] * p["s"] * p["d"] * p["hidden"] + 4 * ELEM * p["n"] * p["s"] * p["hidden"]),
-          ("MatMul", "Sigmoid", "Mul"), {"n": 1, "s": 16, "d": 32, "hidden": 64})
+          ("MatMul", "Sigmoid", "Mul", "Add"), {"n": 1, "s": 16, "d": 32, "hidden": 64, "residual": 1})
 
 
 def _embed_ln_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
