@@ -36,7 +36,7 @@ SECTION_SKIPS: dict[str, str] = {
 
 # Benchmarks and studies measure on the simulated backend (the same protocol and store; it busy-waits a
 # modelled latency, scaled down) instead of a real runtime, so that they take seconds.
-SIMULATED = (r"--backend (onnxruntime|openvino|torch)\b", "--backend simulated --backend-option scale=0.02")
+SIMULATED = (r"--backend (onnxruntime|openvino|torch)\b", "--backend simulated --opt scale=0.02")
 
 
 @dataclass(frozen=True)

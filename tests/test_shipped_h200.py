@@ -12,6 +12,7 @@ import pytest
 
 from annette.bench.external import h200_records
 from annette.convert.h200 import GENERIC, LABEL, heldout_accuracy, relabel, repeatability, split
+from annette.errors import UnsupportedLayerError
 from annette.estimate import estimate
 from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.hardware import HardwareModel
@@ -45,12 +46,15 @@ def _net(dtype: str = "float32") -> Graph:
 @pytest.mark.parametrize("name", BUNDLES)
 def test_eager_mapping_and_generic_fallback(name: str) -> None:
     hw = HardwareModel.load(name)
-    est = estimate(_net(), hw, kind="mixed", strict=True)
+    with pytest.raises(UnsupportedLayerError, match="generic default model"):  # a guess, refused under strict
+        estimate(_net(), hw, kind="mixed", strict=True)
+    est = estimate(_net(), hw, kind="mixed", strict=True, allow_generic=True)
     # eager: Conv and Relu are two launches, Flatten is a view (removed), Softmax has no data -> generic model
     assert [x.type for x in est.layers] == ["Conv", "Relu", "Softmax"]
     assert est.removed == ("flatten",)
     softmax = est.layers[-1]
     assert softmax.model == f"{GENERIC}/roofline" and GENERIC in softmax.note
+    assert softmax.generic and est.n_generic == 1 and est.generic_ms == softmax.time_ms
     generic = hw.layer_models[GENERIC]["roofline"].to_dict()["learned"]["roofs"]
     assert generic["overhead_ms"] > 0.003  # every eager call pays a launch (the tables' fastest calls: ~13 µs)
     assert softmax.time_ms is not None and softmax.time_ms >= generic["overhead_ms"]
