@@ -259,6 +259,27 @@ def test_driver_killed_then_resume_measures_the_rest_once(cluster: LocalCluster,
     assert {k: final[k] for k in partial} == partial and {v[2] for v in final.values()} == {"ok"}
 
 
+def test_scheduler_lost_mid_campaign_is_one_error_and_the_store_keeps_what_came_back(tmp_path: Path) -> None:
+    own = LocalCluster(tmp_path)  # its own scheduler, to kill
+    try:
+        own.worker("lonely", ["sim"])
+        stored: list[int] = []
+
+        def progress(p: ClusterProgress) -> None:
+            stored.append(p.done)
+            if p.done >= 4 and "scheduler" in own.procs:
+                own.kill("scheduler")
+
+        with pytest.raises(ClusterError, match="lost the Dask scheduler at .*resume with --resume"):
+            run_campaign(tmp_path / "s", backend="simulated", backend_options={"scale": 0.1}, seed=12, plan_size=200,
+                         protocol=QUICK, profile_runs=1, cluster=ClusterSpec(own.address, "sim", batch_size=2),
+                         progress=progress)
+        kept = _records(tmp_path / "s")
+        assert len(kept) == max(stored) >= 4 and set(kept) <= _plan_ids("simulated", {"scale": 0.1}, 12, 200)
+    finally:
+        own.close()
+
+
 def test_cli_several_targets_one_store_each(cluster: LocalCluster, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [
         "bench", "--backend", "simulated", "--opt", "scale=0.02", "--cluster", cluster.address, "--target", "sim",

@@ -186,17 +186,21 @@ def _describe_here(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def _label_workers(client: Any, label: str) -> dict[str, dict[str, Any]]:
     """The scheduler's view of the workers that advertise ``label``'s resource: {address: info}."""
     res = resource_name(label)
+    lost = f"lost the Dask scheduler at {client.scheduler.address}; what was measured is stored (resume with --resume)"
     try:
-        workers = client.scheduler_info()["workers"]
+        info = client.scheduler_info()
     except (OSError, TimeoutError) as exc:
-        raise ClusterError(f"lost the Dask scheduler ({type(exc).__name__}: {exc})") from None
+        raise ClusterError(f"{lost}: {type(exc).__name__}: {exc}") from None
+    if "workers" not in info or client.status != "running":  # the client is reconnecting, or gave up
+        raise ClusterError(f"{lost} (client {client.status})")
+    workers = info["workers"]
     return {a: w for a, w in workers.items() if float((w.get("resources") or {}).get(res, 0)) > 0}
 
 
 def cluster_labels(client: Any) -> dict[str, int]:
     """Every target label the scheduler's workers advertise, with how many workers each has."""
     out: dict[str, int] = {}
-    for w in client.scheduler_info()["workers"].values():
+    for w in client.scheduler_info().get("workers", {}).values():
         for res, amount in (w.get("resources") or {}).items():
             if str(res).startswith(RESOURCE_PREFIX) and float(amount) > 0:
                 label = str(res)[len(RESOURCE_PREFIX):]
@@ -268,8 +272,8 @@ def _local_worker(settings: Mapping[str, Any]) -> tuple[Target, Worker]:
                      sort_keys=True)
     if key in _LOCAL:
         return _LOCAL[key]
-    while len(_LOCAL) >= _LOCAL_MAX:
-        _, (_, old) = _LOCAL.popitem()
+    while len(_LOCAL) >= _LOCAL_MAX:  # the oldest settings' worker goes
+        _, old = _LOCAL.pop(next(iter(_LOCAL)))
         old.close()
     # dask's nanny starts its worker process as a daemon, and multiprocessing refuses children to a daemon;
     # the measurement subprocess is itself a daemon and exits when its pipe to this process closes.
