@@ -180,8 +180,14 @@ def measure(
     """Measure a network end to end under the measurement protocol (latency = the label statistic)."""
     from annette.bench.measure import measure_model
     from annette.bench.runner import LABEL_STATISTIC
+    from annette.cli.commands_graph import loading_message
 
-    with err_console.status(f"measuring {model} on {backend} ..."):
+    first = loading_message(model, batch)  # a first torchvision export takes seconds to minutes: say so
+    message = f"measuring {model} on {backend} ..." if first.startswith("importing") else (
+        first.removesuffix(" ...") + f"; then measuring it on {backend} ...")
+    if not err_console.is_terminal and not first.startswith("importing"):
+        err_console.print(message, highlight=False, markup=False)
+    with err_console.status(escape(message)):
         rec = measure_model(model, backend=backend, threads=threads, batch=batch, profile=profile, **parse_backend_options(opt))
     m = rec.measurement
     assert m is not None
