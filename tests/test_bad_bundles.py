@@ -148,6 +148,7 @@ def test_cli_with_a_halved_lightgbm_text_gives_one_line_not_a_crash(bundle: dict
         (("target", "threads"), "one", "target.threads must be an integer"),
         (("name",), 7, "name must be a string"),
         (("schema_version",), "1", "expected the integer 1, not a string"),
+        (("layer_models", "Conv", "roofline", "n_samples"), float("inf"), "Conv/roofline.*infinity"),  # fuzzer
     ],
 )
 def test_invalid_numbers_and_parts_are_named(

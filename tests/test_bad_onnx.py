@@ -172,3 +172,15 @@ def test_huge_constant_in_a_child_with_a_memory_limit(tmp_path: Path) -> None:
     )
     res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("ShapeError"), res.stdout + res.stderr
+
+
+def test_found_by_the_fuzzer(make_onnx) -> None:  # type: ignore[no-untyped-def]
+    relu = [helper.make_node("Relu", ["x"], ["y"], name="r")]
+    future = make_onnx(relu, [("x", [1, 2])], [("y", [1, 2])])
+    future.opset_import[0].version = 99
+    with pytest.raises(ModelFileError, match="imports opset 99"):
+        graph_from_onnx(future)
+    odd = make_onnx(relu, [("x", [1, 2])], [("y", [1, 2])])
+    odd.graph.input[0].type.tensor_type.elem_type = 99
+    with pytest.raises(ModelFileError, match="unknown element type 99"):
+        graph_from_onnx(odd)

@@ -293,13 +293,13 @@ class HardwareModel:
         try:
             target = Target.from_dict(d["target"])
             overhead = Overhead.from_dict(d["overhead"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise HardwareModelError(f"{source}: malformed target or overhead: {_why(exc)}") from exc
         try:
             rules = MappingRules.from_dict(d["mapping"])
         except HardwareModelError as exc:
             raise HardwareModelError(f"{source}: {exc}") from exc
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
             raise HardwareModelError(f"{source}: malformed mapping rules: {_why(exc)}") from exc
         layer_models: dict[str, dict[str, LayerModel]] = {}
         for type_name, kinds in dict(d["layer_models"]).items():
@@ -323,15 +323,15 @@ class HardwareModel:
             raise HardwareModelError(f"{source}: default_type {default_type!r} names a type without models")
         try:
             bits = None if d.get("element_bits") is None else ElementBits.from_dict(d["element_bits"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise HardwareModelError(f"{source}: malformed element_bits: {_why(exc)}") from exc
         try:
             cache = None if d.get("cache") is None else CacheModel.from_dict(d["cache"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise HardwareModelError(f"{source}: malformed cache model: {_why(exc)}") from exc
         try:
             calibration = None if d.get("calibration") is None else Calibration.from_dict(d["calibration"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise HardwareModelError(f"{source}: malformed calibration: {_why(exc)}") from exc
         return HardwareModel(
             name=str(d["name"]),

@@ -137,6 +137,11 @@ def _check_parsed(proto: onnx.ModelProto, where: str) -> onnx.ModelProto:
 def _opset(model: onnx.ModelProto) -> int:
     for o in model.opset_import:
         if o.domain in DEFAULT_DOMAINS:
+            newest = onnx.defs.onnx_opset_version()
+            if not 1 <= o.version <= newest:
+                raise ModelFileError(
+                    f"ONNX model imports opset {o.version}; this onnx {onnx.__version__} knows opsets 1 to {newest}"
+                )
             return int(o.version)
     raise ModelFileError("ONNX model imports no default-domain opset")
 

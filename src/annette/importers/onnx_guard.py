@@ -44,6 +44,7 @@ _TYPED_FIELD = {
     onnx.TensorProto.UINT32: "uint64_data", onnx.TensorProto.STRING: "string_data",
     onnx.TensorProto.COMPLEX64: "float_data", onnx.TensorProto.COMPLEX128: "double_data",
 }  # fmt: skip
+_KNOWN_TYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v != onnx.TensorProto.UNDEFINED)
 _PER_ELEMENT = {onnx.TensorProto.COMPLEX64: 2, onnx.TensorProto.COMPLEX128: 2}
 
 
@@ -107,6 +108,8 @@ def check_io_shapes(model: onnx.ModelProto, constants: set[str], input_shapes: M
         t = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
             raise ShapeError(f"graph input {vi.name!r} is not a tensor (annette imports tensor inputs only)")
+        if t.elem_type not in _KNOWN_TYPES:
+            raise ModelFileError(f"graph input {vi.name!r} has an unknown element type {t.elem_type}")
         if not t.HasField("shape") and not (input_shapes and vi.name in input_shapes):
             raise ShapeError(f"graph input {vi.name!r} has no shape; set it with --input-shape {vi.name}=D0,D1,...")
         for d in t.shape.dim:

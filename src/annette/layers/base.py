@@ -105,7 +105,7 @@ class LayerModel(ABC):
             model.feature_names_ = tuple(str(n) for n in d["feature_names"])
             model.n_samples_ = int(d.get("n_samples", 0))
             model._check_loaded()
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             missing = isinstance(exc, KeyError) and not isinstance(exc, UnknownNameError) and exc.args
             why = f"missing key {exc.args[0]!r}" if missing else str(exc)
             kind = d.get("kind", "?") if isinstance(d, Mapping) else "?"
