@@ -91,5 +91,54 @@ def build(
     console.print(f"wrote {result.bundle}; store: {result.store}", highlight=False)
 
 
+
+
+@handle_errors
+def calibrate(
+    hw: str = typer.Option(..., "--hw", help="Base hardware model: a JSON file or a shipped name."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the calibrated hardware model (JSON)."),
+    minutes: float = typer.Option(3.0, "--minutes", help="Time to measure and fit (this machine)."),
+    backend: str = typer.Option(None, "--backend", help="Backend to measure with (default: the base's)."),
+    threads: int = typer.Option(None, "--threads", help="Runtime threads (default: the base's)."),
+    measured: Path = typer.Option(
+        None, "--measured", help="CSV of whole-network timings measured elsewhere (columns model,latency_ms): "
+        "calibrate from them instead of measuring here."),
+    device: str = typer.Option(None, "--device", help="With --measured: the device's name, for the bundle."),
+    store: Path = typer.Option(None, "--store", help="Keep the calibration measurements in this store directory."),
+    name: str = typer.Option(None, "--name", help="Name of the new hardware model (default: BASE-calibrated)."),
+    opt: list[str] = typer.Option(None, "--opt", help="Backend option KEY=VALUE (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the calibration report as JSON."),
+) -> None:
+    """Adapt a hardware model to this machine in a few minutes (or to a device, from timings measured there)."""
+    from annette.calibrate import calibrate_here, calibrate_measured, read_measured
+
+    if measured is not None:
+        with err_console.status(f"reading {measured} ..."):
+            rows = read_measured(measured)
+        new, report = calibrate_measured(hw, rows, device=device, name=name)
+    else:
+        with err_console.status("calibrating ...") as status:
+            new, report = calibrate_here(hw, minutes=minutes, backend=backend, threads=threads,
+                                         backend_options=parse_backend_options(opt), store_dir=store, name=name,
+                                         progress=lambda m: status.update(escape(m)))
+    new.save(out)
+    if as_json:
+        emit_json({"out": str(out), "name": new.name, **report.to_dict()})
+        return
+    console.print(f"calibrated {escape(str(hw))} from {report.n_records} records in {report.elapsed_s / 60:.1f} min: "
+                  f"global factor {report.default_scale:.3f}, {len(report.scales)} type factors "
+                  f"({min(report.scales.values(), default=1):.2f}-{max(report.scales.values(), default=1):.2f}); "
+                  f"{report.overhead.per_node_ms * 1e3:.2f} µs per node, {report.overhead.per_run_ms * 1e3:.2f} µs per run",
+                  highlight=False)
+    if report.before is not None and report.after is not None:
+        b, a = report.before, report.after
+        what = "leave-one-out" if measured is not None else "held-out calibration records"
+        console.print(f"{what} ({a.n}): MAPE {b.mape_pct:.1f} % -> {a.mape_pct:.1f} %, within ±10 % "
+                      f"{b.within10_pct:.0f} % -> {a.within10_pct:.0f} %, Spearman {b.spearman:.3f} -> {a.spearman:.3f}",
+                      highlight=False)
+    console.print(f"wrote {out}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("build")(build)
+    app.command("calibrate")(calibrate)

@@ -1,0 +1,181 @@
+"""The one-command build (annette build), its family registry, the adaptive stage, calibration onto another
+machine (annette calibrate, from benchmarks here or from timings measured elsewhere) and the target-mismatch
+warning. The simulated backend with a known scale change stands in for a second machine."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from annette.bench.blocks import FAMILIES, build_model, sample_params
+from annette.bench.campaign import measure_configs
+from annette.bench.records import BenchRecord, Target
+from annette.bench.store import BenchStore
+from annette.bench.sweeps import BenchConfig, make_config
+from annette.build import STAGE_SHARES, _refine_round, run_build, stage_plan, validation_networks
+from annette.calibrate import calibrate_here, calibrate_measured
+from annette.cli.main import app
+from annette.estimate import estimate_many
+from annette.fit import fit_records
+from annette.hardware import HardwareModel, TargetMismatchWarning, target_mismatch
+from annette.importers.onnx import graph_from_onnx
+
+SIM = "simulated"
+
+
+@pytest.mark.parametrize("family", FAMILIES.names())
+def test_every_family_rebuilds_from_its_stored_record(family: str) -> None:
+    fam = FAMILIES.get(family)
+    cost = float("inf") if fam.stage == "cache" else 5e8
+    params = sample_params(family, np.random.default_rng(3), max_cost=cost)
+    cfg = make_config(family, params, "t")
+    stored = BenchConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # what a store record keeps
+    assert stored == cfg
+    a = build_model(cfg.family, cfg.params, name=cfg.model_name)
+    b = build_model(stored.family, stored.params, name=stored.model_name)
+    assert a.SerializeToString() == b.SerializeToString()  # weights seeded by family and parameters
+    if fam.stage != "cache":  # cache blocks hold up to 1.5 GB of weights: checked by building only
+        onnx.checker.check_model(a)
+        graph = graph_from_onnx(a)
+        assert graph.layers and all(layer.name for layer in graph.layers)
+
+
+def test_every_build_stage_has_families_and_plans_are_seeded() -> None:
+    for stage in ("core", "context", "cache", "overhead"):
+        assert any(FAMILIES.get(n).stage == stage for n in FAMILIES.names()), stage
+    a = stage_plan("context", "k", seed=1, size=30)
+    assert a == stage_plan("context", "k", seed=1, size=30) and a != stage_plan("context", "k", seed=2, size=30)
+    assert {c.family for c in a} <= {n for n in FAMILIES.names() if FAMILIES.get(n).stage == "context"}
+    assert sum(STAGE_SHARES.values()) < 1.0  # the rest is for refinement, the fit and the validation
+
+
+def test_validation_networks_are_none_a_stage_draws() -> None:
+    nets = validation_networks(6)
+    assert len(nets) == 6 and sum(name.startswith("nb201:") for name, _ in nets) == 3
+    drawn = {c.config_id for c in stage_plan("context", "validation", seed=0, size=200)}
+    assert not {name.split(":", 1)[1] for name, _ in nets if not name.startswith("nb201:")} & drawn
+
+
+@pytest.fixture(scope="module")
+def sim_records(tmp_path_factory: pytest.TempPathFactory) -> list[BenchRecord]:
+    """A small simulated campaign: conv micro-kernels and conv-bn-relu blocks, measured by the real worker."""
+    from annette.backends import get_backend
+
+    store_dir = tmp_path_factory.mktemp("sim")
+    target = get_backend(SIM).describe()
+    rng = np.random.default_rng(0)
+    configs = [make_config(f, sample_params(f, rng), target.key) for f in ["conv"] * 60 + ["relu"] * 20 + ["conv_bn_relu"] * 30]
+    with BenchStore(store_dir) as store:
+        measure_configs(store, configs, backend=SIM, backend_options={}, target=target, profile_runs=1)
+        return list(store.records())
+
+
+def test_refine_round_draws_around_the_worst_held_out_records(sim_records: list[BenchRecord]) -> None:
+    key = sim_records[0].target.key
+    new, summary = _refine_round(sim_records, key, seed=0)
+    assert new and "held-out MAPE" in summary
+    stored = {r.config_id for r in sim_records}
+    assert all(c.config_id not in stored and c.source == "refine" for c in new)
+    assert {c.family for c in new} <= {r.family for r in sim_records}
+
+
+def test_calibrate_here_recovers_a_known_scale_change(sim_records: list[BenchRecord], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base, _ = fit_records(sim_records, kinds=("roofline", "statistical"), holdout=0.0)
+    new, report = calibrate_here(base, minutes=20, max_configs=70, backend=SIM, backend_options={"scale": 1.6},
+                                 store_dir=tmp_path / "cal", kind="statistical")
+    assert new.calibration is not None and new.calibration.base == base.name
+    assert report.default_scale == pytest.approx(1.6, rel=0.15)
+    assert report.after is not None and report.before is not None
+    assert report.after.mape_pct < report.before.mape_pct
+    # estimates of unseen graphs follow the second machine
+    graphs = [graph_from_onnx(m) for _, m in validation_networks(4)]
+    old = np.array([e.total_ms for e in estimate_many(graphs, base, kind="statistical")])
+    cal = np.array([e.total_ms for e in estimate_many(graphs, new, kind="statistical")])
+    assert np.all(cal / old > 1.3)
+    again = HardwareModel.from_dict(json.loads(json.dumps(new.to_dict())))
+    assert [e.total_ms for e in estimate_many(graphs, again, kind="statistical")] == list(cal)
+
+
+def test_calibrate_measured_from_ten_timings_recovers_a_slower_device(sim_records: list[BenchRecord]) -> None:
+    from annette.spaces.nb201 import graph_from_arch, sample_archs
+
+    base, _ = fit_records(sim_records, kinds=("roofline", "statistical"), holdout=0.0)
+    graphs = [graph_from_arch(a) for a in sample_archs(30, seed=5)]
+    bare = replace(base, overhead=replace(base.overhead, per_node_ms=0.0, per_run_ms=0.0))
+    kernels = np.array([e.total_ms for e in estimate_many(graphs, bare, kind="statistical")])
+    nodes = np.array([e.n_executed for e in estimate_many(graphs, base, kind="statistical")])
+    # a device whose kernels all run 2.5x slower and whose nodes cost 3 µs each
+    truth = 2.5 * kernels + 0.003 * nodes + base.overhead.per_run_ms
+    rows = [(g.name, g, float(t)) for g, t in zip(graphs, truth, strict=True)]
+    new, report = calibrate_measured(base, rows[:10], kind="statistical", device="sim x2.5")
+    assert new.target.backend == "external" and new.target.device_model == "sim x2.5"
+    assert report.default_scale == pytest.approx(2.5, rel=0.05)
+    assert report.after is not None and report.after.mape_pct < 3.0  # leave-one-out
+    est = np.array([e.total_ms for e in estimate_many(graphs[10:], new, kind="statistical")])
+    assert np.mean(np.abs(est / truth[10:] - 1)) < 0.03  # the 20 networks not used
+    many, _ = calibrate_measured(base, rows[:25], kind="statistical")  # per-group factors from 20 on
+    assert many.calibration is not None and "group" in many.calibration.method
+    assert np.mean(np.abs(np.array([e.total_ms for e in estimate_many(graphs[25:], many, kind="statistical")])
+                          / truth[25:] - 1)) < 0.03
+    with pytest.raises(Exception, match="at least 3"):
+        calibrate_measured(base, rows[:2])
+
+
+def test_cli_calibrate_from_a_csv(sim_records: list[BenchRecord], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from annette.spaces.nb201 import sample_archs
+
+    base, _ = fit_records(sim_records, kinds=("roofline",), holdout=0.0)
+    base.save(tmp_path / "base.json")
+    est = estimate_many([f"nb201:{a}" for a in sample_archs(6, seed=1)], base, kind="roofline")
+    lines = ["model,latency_ms"] + [f"nb201:{a},{3 * e.total_ms}" for a, e in zip(sample_archs(6, seed=1), est, strict=True)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(app, ["calibrate", "--hw", str(tmp_path / "base.json"), "--measured", str(tmp_path / "t.csv"),
+                                   "-o", str(tmp_path / "new.json"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["default_scale"] == pytest.approx(3.0, rel=0.1) and doc["after"]["mape_pct"] < doc["before"]["mape_pct"]
+    (tmp_path / "bad.csv").write_text("model,latency_ms\nnb201:x,-1\n")
+    res = CliRunner().invoke(app, ["calibrate", "--hw", str(tmp_path / "base.json"), "--measured", str(tmp_path / "bad.csv"),
+                                   "-o", str(tmp_path / "x.json")])
+    assert res.exit_code == 1 and "latency_ms" in res.output
+
+
+def test_a_bundle_for_another_cpu_warns_once_and_says_so_in_json(sim_records: list[BenchRecord], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base, _ = fit_records(sim_records, kinds=("roofline",), holdout=0.0)
+    other = Target("onnxruntime", "cpu", "Some Other CPU 9000", "onnxruntime", "0.0.1", "CPUExecutionProvider", 1, "fp32",
+                   extra={"isa": "neon"})
+    hw = replace(base, target=other)
+    msg = target_mismatch(other)
+    assert msg is not None and "Some Other CPU 9000" in msg and "neon" in msg and "0.0.1" in msg
+    assert target_mismatch(replace(other, backend="external")) is None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = estimate_many(["nb201:|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"], hw)
+        estimate_many(["nb201:|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"], hw)
+    assert sum(issubclass(w.category, TargetMismatchWarning) for w in caught) == 1
+    assert first[0].warnings and first[0].to_dict()["warnings"] == list(first[0].warnings)
+    hw.save(tmp_path / "other.json")
+    res = CliRunner().invoke(app, ["estimate", "nb201:|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                                   "--hw", str(tmp_path / "other.json"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "Some Other CPU 9000" in json.loads(res.stdout)["warnings"][0]
+
+
+@pytest.mark.slow
+def test_build_end_to_end_on_the_simulated_backend(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "b"
+    result = run_build(out, backend=SIM, budget_min=0.6, validate_n=4)
+    names = [s.name for s in result.stages]
+    assert names == ["core", "context", "overhead", "cache", "refine", "fit", "validate"]
+    hw = HardwareModel.load(result.bundle)
+    assert hw.overhead.per_node_ms >= 0 and hw.overhead.per_run_ms >= 0
+    assert hw.quality["validation"]["metrics"]["n"] == 4 and "noise_floor" in hw.quality["validation"]
+    assert hw.provenance["build"]["command"].startswith("annette build --backend simulated")
+    with pytest.raises(Exception, match="--resume"):
+        run_build(out, backend=SIM, budget_min=0.2)
