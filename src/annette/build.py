@@ -24,6 +24,7 @@ family and parameters:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import time
@@ -185,12 +186,23 @@ def run_build(
     budget_s = 60.0 * budget_min
     start = time.perf_counter()
     stages: list[StageResult] = []
+    spent = _Spent(out / SPENT_FILE)  # seconds each stage has run, over every resumed run of this build
+    before = spent.total()
 
     def elapsed() -> float:
-        return time.perf_counter() - start
+        return before + time.perf_counter() - start
+
+    def left(stage: str) -> float:
+        """The stage's budget less what it ran before, within what the measured stages may take in all."""
+        share = STAGE_SHARES.get(stage, 1.0) * budget_s - spent.get(stage)
+        return max(0.0, min(share, (1 - RESERVE_SHARE) * budget_s - elapsed()))
 
     def report(stage: str) -> Callable[[CampaignProgress], None]:
+        t0 = time.perf_counter()
+        base = spent.get(stage)
+
         def cb(p: CampaignProgress) -> None:
+            spent.set(stage, base + time.perf_counter() - t0)
             if progress is not None:
                 progress(BuildProgress(stage, p.done, p.failed, elapsed(), budget_s, p.last))
         return cb
@@ -201,12 +213,13 @@ def run_build(
             progress(BuildProgress(stage, 0, 0, elapsed(), budget_s, message))
 
     def done(stage: str, res: CampaignResult, t0: float, note: str = "") -> None:
+        spent.set(stage, spent.get(stage), force=True)
         stages.append(StageResult(stage, res.measured, res.failed, res.skipped, time.perf_counter() - t0,
                                   res.stopped_by, note))
 
     # 1. core: the campaign of `annette bench` (resumable by its own plan)
     t0 = time.perf_counter()
-    res = run_campaign(out, backend=backend, backend_options=options, budget_s=STAGE_SHARES["core"] * budget_s,
+    res = run_campaign(out, backend=backend, backend_options=options, budget_s=left("core"),
                        seed=seed, resume=True, timeout_s=timeout_s, progress=report("core"), cluster=cluster)
     done("core", res, t0)
     # 2-4. the other measured stages
@@ -218,9 +231,8 @@ def run_build(
     with BenchStore(out) as store:
         for stage, plan in plans.items():
             t0 = time.perf_counter()
-            stage_budget = max(0.0, min(STAGE_SHARES[stage] * budget_s, (1 - RESERVE_SHARE) * budget_s - elapsed()))
             res = measure(store, plan, backend=backend, backend_options=options, target=target,
-                                  budget_s=stage_budget, timeout_s=timeout_s, progress=report(stage))
+                          budget_s=left(stage), timeout_s=timeout_s, progress=report(stage))
             done(stage, res, t0)
         # 5. refine until only the reserve is left
         t0 = time.perf_counter()
@@ -228,19 +240,21 @@ def run_build(
         fit_s = 0.0
         notes = []
         while True:
-            left = (1 - RESERVE_SHARE) * budget_s - elapsed()
-            if left < max(30.0, 1.5 * fit_s):
+            remaining = (1 - RESERVE_SHARE) * budget_s - elapsed()
+            if remaining < max(30.0, 1.5 * fit_s):
                 break
             f0 = time.perf_counter()
             new, summary = _refine_round(list(store.records()), target.key, seed=seed + rounds)
             fit_s = time.perf_counter() - f0
+            spent.set("refine", spent.get("refine") + fit_s, force=True)
             notes.append(summary)
             say("refine", summary)
-            left = (1 - RESERVE_SHARE) * budget_s - elapsed()
-            if not new or left < 10.0:
+            remaining = (1 - RESERVE_SHARE) * budget_s - elapsed()
+            if not new or remaining < 10.0:
                 break
             res = measure(store, new, backend=backend, backend_options=options, target=target,
-                                  budget_s=left, timeout_s=timeout_s, progress=report("refine"))
+                                  budget_s=remaining, timeout_s=timeout_s, progress=report("refine"))
+            spent.set("refine", spent.get("refine"), force=True)
             measured, failed, rounds = measured + res.measured, failed + res.failed, rounds + 1
         stages.append(StageResult("refine", measured, failed, 0, time.perf_counter() - t0,
                                   "budget", f"{rounds} rounds; " + " | ".join(notes)))
@@ -276,6 +290,37 @@ def run_build(
                  quality={**hw.quality, "validation": validation.to_dict()})
     path = hw.save(Path(bundle) if bundle is not None else out / BUNDLE_FILE)
     return BuildResult(str(path), str(out), tuple(stages), total, validation, report_.to_dict())
+
+
+SPENT_FILE = "build-progress.json"
+
+
+class _Spent:
+    """Seconds each stage has run, kept in a small JSON file beside the store (written at most every few
+    seconds), so that a resumed build gives each stage only what is left of its share."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._last = 0.0
+        try:
+            self.values: dict[str, float] = {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            self.values = {}
+
+    def get(self, stage: str) -> float:
+        return self.values.get(stage, 0.0)
+
+    def total(self) -> float:
+        return sum(self.values.values())
+
+    def set(self, stage: str, seconds: float, force: bool = False) -> None:
+        self.values[stage] = seconds
+        now = time.monotonic()
+        if force or now - self._last > 5.0:
+            self._last = now
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.values))
+            tmp.replace(self.path)
 
 
 def _chain_plan() -> list[dict[str, Any]]:
