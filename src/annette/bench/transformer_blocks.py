@@ -22,10 +22,12 @@ Micro families (one layer type each, plus the few nodes that make its operands):
   (n, s, 1) statistic, a (1, 1, s, s) mask, a scalar).
 
 Multi-layer blocks, as the exporters write them: ``sdpa`` (scaled-dot-product attention, optionally with
-grouped KV heads), ``rmsnorm``, ``layernorm_unfused`` (opset < 17 exports), ``gelu_tanh`` (GPT-2),
+grouped KV heads), ``add_layernorm`` (residual Add + LayerNorm: BERT, GPT-2), ``rmsnorm``, ``layernorm_unfused`` (opset < 17 exports), ``gelu_tanh`` (GPT-2),
 ``gelu_erf`` (un-fused GELU), ``rotary`` (rotate-half position embedding), ``swiglu`` (Llama's MLP, with
 or without the residual Add after its bias-free down projection),
-``embed_ln`` (embedding + positions + LayerNorm).
+``embed_ln`` (embedding + positions + LayerNorm); and whole layers, node for node as exported:
+``encoder_layer`` (BERT post-LN, ViT pre-LN), ``gpt2_layer`` (Conv1D as Reshape-Gemm-Reshape, fused QKV
+Split, causal mask, tanh GELU), ``decoder_layer`` (Llama/Qwen2: RMSNorm, rotary, GQA, SwiGLU).
 
 :data:`TARGET_OPS` names the ONNX op types each family is there to measure, :data:`SMALL_PARAMS` a small
 valid configuration of each (tests).
@@ -405,13 +407,19 @@ def _attn_sample(rng: np.random.Generator) -> Params:
 
 
 def _sdpa_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    """torch.onnx's scaled_dot_product_attention: q and k^T scaled by hd^-1/4 each, QK^T, + mask, softmax,
-    NaN -> 0, . V; grouped KV heads repeated first (Unsqueeze, Expand, Reshape)."""
     n, s, h, kv, hd = p["n"], p["s"], p["heads"], p["kv_heads"], p["hd"]
-    if h % kv:
-        raise AnnetteError(f"sdpa: kv_heads={kv} must divide heads={h}")
     q = b.input((n, h, s, hd), base="q")
     k, v = b.input((n, kv, s, hd), base="k"), b.input((n, kv, s, hd), base="v")
+    return [_sdpa(b, q, k, v, bool(p["mask"]))]
+
+
+def _sdpa(b: NetBuilder, q: str, k: str, v: str, causal_mask: bool) -> str:
+    """torch.onnx's scaled_dot_product_attention on (n, h, s, hd) heads: q and k^T scaled by hd^-1/4 each,
+    QK^T, + mask, softmax, NaN -> 0, . V; grouped KV heads repeated first (Unsqueeze, Expand, Reshape)."""
+    n, h, s, hd = b.shapes[q]
+    kv = b.shapes[k][1]
+    if h % kv:
+        raise AnnetteError(f"sdpa: kv_heads={kv} must divide heads={h}")
     if kv != h:
         def repeat(t: str) -> str:
             u = b.node("Unsqueeze", [t, _ints(b, "unsqueeze.axes", [2])], (n, kv, 1, s, hd), base="unsqueeze")
@@ -423,13 +431,13 @@ def _sdpa_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     kt = b.reshape(b.transpose(b.reshape(k, (n * h, s, hd)), (0, 2, 1)), (n, h, hd, s))
     scale = _scalar(b, "sdpa.scale", hd ** -0.25)
     scores = b.matmul(b.binary("Mul", q, scale), b.binary("Mul", kt, scale))
-    if p["mask"]:
+    if causal_mask:
         causal = np.triu(np.full((s, s), -1e4, dtype=_NP_TYPES[b.dtype]), 1).reshape(1, 1, s, s)
         scores = b.binary("Add", scores, b.const("sdpa.mask", causal))
     probs = b.softmax(scores)
     probs = b.node("Where", [b.node("IsNaN", [probs], b.shapes[probs], base="isnan"), _scalar(b, "sdpa.zero", 0.0),
                              probs], b.shapes[probs], base="where")
-    return [b.matmul(probs, v)]
+    return b.matmul(probs, v)
 
 
 _register("sdpa", "multi", _sdpa_build, _attn_sample,
@@ -439,12 +447,16 @@ _register("sdpa", "multi", _sdpa_build, _attn_sample,
 
 
 def _rmsnorm_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    shape = p["shape"]
-    x = b.input(shape)
+    return [_rmsnorm(b, b.input(p["shape"]))]
+
+
+def _rmsnorm(b: NetBuilder, x: str) -> str:
+    """Llama's RMSNorm as exported: x * 1 / sqrt(mean(x^2) + eps) * weight."""
+    shape = b.shapes[x]
     ms = _reduce_mean(b, b.node("Pow", [x, _scalar(b, "rms.two", 2.0)], shape, base="pow"))
     stat = b.node("Reciprocal", [b.node("Sqrt", [b.binary("Add", ms, _scalar(b, "rms.eps", 1e-6))], b.shapes[ms],
                                          base="sqrt")], b.shapes[ms], base="reciprocal")
-    return [b.binary("Mul", b.binary("Mul", x, stat), b.weight("rms.weight", (shape[-1],)))]
+    return b.binary("Mul", b.binary("Mul", x, stat), b.weight("rms.weight", (shape[-1],)))
 
 
 _register("rmsnorm", "multi", _rmsnorm_build, lambda rng: {"shape": _tokens_shape(rng)},
@@ -468,15 +480,18 @@ _register("layernorm_unfused", "multi", _layernorm_unfused_build, lambda rng: {"
 
 
 def _gelu_tanh_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
+    return [_gelu_tanh(b, b.input(p["shape"]))]
+
+
+def _gelu_tanh(b: NetBuilder, x: str) -> str:
     """GPT-2's gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), node for node as exported."""
-    shape = p["shape"]
-    x = b.input(shape)
+    shape = b.shapes[x]
     half = b.binary("Mul", x, _scalar(b, "gelu.half", 0.5))
     cube = b.binary("Mul", b.node("Pow", [x, _scalar(b, "gelu.three", 3.0)], shape, base="pow"),
                     _scalar(b, "gelu.c", 0.044715))
     inner = b.binary("Mul", b.binary("Add", x, cube), _scalar(b, "gelu.k", math.sqrt(2.0 / math.pi)))
     t = b.binary("Add", b.node("Tanh", [inner], shape, base="tanh"), _scalar(b, "gelu.one", 1.0))
-    return [b.binary("Mul", half, t)]
+    return b.binary("Mul", half, t)
 
 
 _register("gelu_tanh", "multi", _gelu_tanh_build, lambda rng: {"shape": _tokens_shape(rng)},
@@ -497,9 +512,12 @@ _register("gelu_erf", "multi", _gelu_erf_build, lambda rng: {"shape": _tokens_sh
 
 
 def _rotary_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
+    return [_rotary(b, b.input((p["n"], p["heads"], p["s"], p["hd"])))]
+
+
+def _rotary(b: NetBuilder, q: str) -> str:
     """q * cos + rotate_half(q) * sin, rotate_half(q) = cat(-q[..., hd/2:], q[..., :hd/2])."""
-    n, h, s, hd = p["n"], p["heads"], p["s"], p["hd"]
-    q = b.input((n, h, s, hd))
+    n, h, s, hd = b.shapes[q]
     angles = np.arange(s)[:, None] * (10000.0 ** (-np.arange(hd // 2) * 2.0 / hd))[None, :]
     angles = np.concatenate([angles, angles], axis=1).reshape(1, 1, s, hd)
     cos = b.const("rotary.cos", np.cos(angles).astype(_NP_TYPES[b.dtype]))
@@ -507,7 +525,7 @@ def _rotary_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     first, second = _slice(b, q, 3, 0, hd // 2), _slice(b, q, 3, hd // 2, hd)
     neg = b.node("Neg", [second], b.shapes[second], base="neg")
     rotated = b.node("Concat", [neg, first], (n, h, s, hd), base="concat", axis=-1)
-    return [b.binary("Add", b.binary("Mul", q, cos), b.binary("Mul", rotated, sin))]
+    return b.binary("Add", b.binary("Mul", q, cos), b.binary("Mul", rotated, sin))
 
 
 _register("rotary", "multi", _rotary_build,
@@ -519,11 +537,16 @@ _register("rotary", "multi", _rotary_build,
 
 def _swiglu_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     x = b.input((p["n"], p["s"], p["d"]))
-    gate = b.linear(x, p["hidden"], base="gate", bias=False)
-    act = b.binary("Mul", gate, b.node("Sigmoid", [gate], b.shapes[gate], base="sigmoid"))
-    up = b.linear(x, p["hidden"], base="up", bias=False)
-    down = b.linear(b.binary("Mul", act, up), p["d"], base="down", bias=False)
+    down = _swiglu(b, x, p["hidden"])
     return [b.binary("Add", down, x) if p.get("residual") else down]  # a decoder layer adds the residual
+
+
+def _swiglu(b: NetBuilder, x: str, hidden: int) -> str:
+    """Llama's MLP: down(silu(gate(x)) * up(x)), bias-free projections."""
+    gate = b.linear(x, hidden, base="gate", bias=False)
+    act = b.binary("Mul", gate, b.node("Sigmoid", [gate], b.shapes[gate], base="sigmoid"))
+    up = b.linear(x, hidden, base="up", bias=False)
+    return b.linear(b.binary("Mul", act, up), b.shapes[x][-1], base="down", bias=False)
 
 
 _register("swiglu", "multi", _swiglu_build,
@@ -546,5 +569,119 @@ _register("embed_ln", "multi", _embed_ln_build,
                        "vocab": min(_logu(rng, 1000, 160_000), MAX_TABLE_ELEMS // d)},
           lambda p: ELEM * 6.0 * p["n"] * p["s"] * p["d"], ("Gather", "Add", "LayerNormalization"),
           {"n": 1, "s": 16, "d": 32, "vocab": 1000})
+
+
+
+def _add_layernorm_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
+    x = b.input(p["shape"])
+    return [b.layernorm(b.binary("Add", x, b.input(p["shape"], base="residual")))]
+
+
+_register("add_layernorm", "multi", _add_layernorm_build, lambda rng: {"shape": _tokens_shape(rng)},
+          lambda p: 4 * ELEM * _numel(p["shape"]), ("Add", "LayerNormalization"), {"shape": [1, 16, 64]})
+
+
+# -- whole transformer layers, node for node as torch.onnx exports them --------------------------------------
+def _heads(b: NetBuilder, t: str, heads: int) -> str:
+    """(n, s, heads * hd) -> (n, heads, s, hd)."""
+    n, s, d = b.shapes[t]
+    return b.transpose(b.reshape(t, (n, s, heads, d // heads)), (0, 2, 1, 3))
+
+
+def _merge(b: NetBuilder, t: str) -> str:
+    """(n, h, s, hd) -> (n, s, h * hd)."""
+    n, h, s, hd = b.shapes[t]
+    return b.reshape(b.transpose(t, (0, 2, 1, 3)), (n, s, h * hd))
+
+
+def _layer_sample(rng: np.random.Generator) -> Params:
+    n, s = _tokens(rng)
+    d = int(rng.choice([128, 192, 256, 384, 512, 768]))
+    return {"n": n, "s": min(s, 256), "d": d, "heads": d // int(rng.choice([32, 64])), "ratio": 4}
+
+
+def _layer_cost(p: Mapping[str, Any]) -> float:
+    n, s, d = p["n"], p["s"], p["d"]
+    return float(n * s * (4 * d * d + 2 * p["ratio"] * d * d + 2 * s * d) + ELEM * n * s * d * (12 + 2 * p["ratio"]))
+
+
+def _encoder_layer_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
+    """BERT's layer (post-LN: attention, Add, LayerNorm, MLP, Add, LayerNorm) or ViT's (pre-LN)."""
+    n, s, d, heads = p["n"], p["s"], p["d"], p["heads"]
+    x = b.input((n, s, d))
+    pre = p["norm"] == "pre"
+    y = b.layernorm(x) if pre else x
+    q, k, v = (_heads(b, b.linear(y, d, base=name), heads) for name in ("q", "k", "v"))
+    h = b.binary("Add", b.linear(_merge(b, _sdpa(b, q, k, v, False)), d, base="o"), x)
+    if not pre:
+        h = b.layernorm(h)
+    y = b.layernorm(h) if pre else h
+    y = b.linear(b.act(b.linear(y, p["ratio"] * d, base="fc1"), "gelu"), d, base="fc2")
+    out = b.binary("Add", y, h)
+    return [out if pre else b.layernorm(out)]
+
+
+_register("encoder_layer", "multi", _encoder_layer_build,
+          lambda rng: {**_layer_sample(rng), "norm": str(rng.choice(["post", "pre"]))}, _layer_cost,
+          ("MatMul", "Add", "LayerNormalization", "Softmax", "IsNaN", "Where", "Gelu"),
+          {"n": 1, "s": 16, "d": 64, "heads": 2, "ratio": 4, "norm": "post"})
+
+
+def _gemm2d(b: NetBuilder, x: str, cout: int, base: str) -> str:
+    """GPT-2's Conv1D: (n, s, d) -> Reshape (n*s, d) -> Gemm with a (d, cout) weight -> Reshape (n, s, cout)."""
+    n, s, d = b.shapes[x]
+    w = b.weight(f"{base}.weight", (d, cout), scale=1.0 / math.sqrt(d))
+    y = b.node("Gemm", [b.reshape(x, (n * s, d)), w, b.weight(f"{base}.bias", (cout,))], (n * s, cout), base=base)
+    return b.reshape(y, (n, s, cout))
+
+
+def _gpt2_layer_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
+    n, s, d, heads = p["n"], p["s"], p["d"], p["heads"]
+    x = b.input((n, s, d))
+    qkv = _gemm2d(b, b.layernorm(x), 3 * d, "c_attn")
+    q, k, v = (_heads(b, t, heads) for t in _multi_output(b, "Split", [qkv], [(n, s, d)] * 3, "split", axis=2,
+                                                          num_outputs=3))
+    h = b.binary("Add", _gemm2d(b, _merge(b, _sdpa(b, q, k, v, True)), d, "c_proj"), x)
+    y = _gemm2d(b, _gelu_tanh(b, _gemm2d(b, b.layernorm(h), p["ratio"] * d, "c_fc")), d, "mlp_proj")
+    return [b.binary("Add", y, h)]
+
+
+_register("gpt2_layer", "multi", _gpt2_layer_build, _layer_sample, _layer_cost,
+          ("Gemm", "Split", "Pow", "Tanh", "Softmax", "IsNaN", "Where", "LayerNormalization"),
+          {"n": 1, "s": 16, "d": 64, "heads": 2, "ratio": 4})
+
+
+def _decoder_layer_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
+    """A Llama/Qwen2 decoder layer: RMSNorm, q/k/v (Qwen2: with biases), rotary, grouped KV heads, causal
+    attention, o projection + residual, RMSNorm, SwiGLU + residual."""
+    n, s, d, heads, kv = p["n"], p["s"], p["d"], p["heads"], p["kv_heads"]
+    hd = d // heads
+    x = b.input((n, s, d))
+    y = _rmsnorm(b, x)
+    bias = bool(p["qkv_bias"])
+    q = _rotary(b, _heads(b, b.linear(y, d, base="q", bias=bias), heads))
+    k = _rotary(b, _heads(b, b.linear(y, kv * hd, base="k", bias=bias), kv))
+    v = _heads(b, b.linear(y, kv * hd, base="v", bias=bias), kv)
+    h = b.binary("Add", b.linear(_merge(b, _sdpa(b, q, k, v, True)), d, base="o", bias=False), x)
+    return [b.binary("Add", _swiglu(b, _rmsnorm(b, h), p["hidden"]), h)]
+
+
+def _decoder_layer_sample(rng: np.random.Generator) -> Params:
+    n, s = _tokens(rng)
+    hd = int(rng.choice([32, 64]))
+    heads = int(rng.choice([4, 6, 8, 9, 12, 14]))
+    kv = int(rng.choice([k for k in (1, 2, 3, heads) if heads % k == 0]))
+    d = heads * hd
+    return {"n": n, "s": min(s, 256), "d": d, "heads": heads, "kv_heads": kv, "hidden": int(d * rng.choice([2.75, 4, 5.5])),
+            "qkv_bias": int(rng.random() < 0.4)}
+
+
+_register("decoder_layer", "multi", _decoder_layer_build, _decoder_layer_sample,
+          lambda p: float(p["n"] * p["s"] * (2 * p["d"] ** 2 + 2 * p["d"] * p["d"] // p["heads"] * p["kv_heads"]
+                                             + 3 * p["d"] * p["hidden"] + 2 * p["s"] * p["d"])
+                          + ELEM * p["n"] * p["s"] * (20 * p["d"] + 4 * p["hidden"])),
+          ("MatMul", "Pow", "ReduceMean", "Sqrt", "Reciprocal", "Slice", "Neg", "Concat", "Expand", "Softmax",
+           "IsNaN", "Where", "Sigmoid"),
+          {"n": 1, "s": 16, "d": 64, "heads": 4, "kv_heads": 2, "hidden": 128, "qkv_bias": 1})
 
 TRANSFORMER_FAMILIES: tuple[str, ...] = tuple(TARGET_OPS)
