@@ -53,6 +53,7 @@ MAX_TABLE_ELEMS = 1 << 24  # embedding tables up to 64 MiB of fp32 (larger than 
 # (annette.bench.sweeps.family_weights); these 20 families take half that floor each (~15 % of the micro
 # draws together, ~110 configurations each in a 20,000-configuration plan), so CNN coverage stays.
 MICRO_WEIGHT = 0.5
+MULTI_WEIGHT = 0.5  # likewise among the core blocks, where a campaign weighs its block families
 
 TARGET_OPS: dict[str, tuple[str, ...]] = {}
 SMALL_PARAMS: dict[str, Params] = {}
@@ -61,7 +62,7 @@ SMALL_PARAMS: dict[str, Params] = {}
 def _register(
     name: str, kind: str, build: Any, sample: Any, cost: Any, targets: Sequence[str], small: Params
 ) -> None:
-    weight = MICRO_WEIGHT if kind == "micro" else 1.0
+    weight = MICRO_WEIGHT if kind == "micro" else MULTI_WEIGHT
     FAMILIES.register(name, Family(name, kind, build, sample, cost, stage="core", weight=weight))
     TARGET_OPS[name] = tuple(targets)
     SMALL_PARAMS[name] = small
