@@ -244,7 +244,11 @@ def run_build(
             if remaining < max(30.0, 1.5 * fit_s):
                 break
             f0 = time.perf_counter()
-            new, summary = _refine_round(list(store.records()), target.key, seed=seed + rounds)
+            try:
+                new, summary = _refine_round(list(store.records()), target.key, seed=seed + rounds)
+            except (AnnetteError, ValueError, KeyError) as exc:  # refinement is an improvement: the build goes on
+                log.warning("refine round %d failed, going on to the fit: %s: %s", rounds + 1, type(exc).__name__, exc)
+                new, summary = [], f"round {rounds + 1} failed: {type(exc).__name__}: {exc}"
             fit_s = time.perf_counter() - f0
             spent.set("refine", spent.get("refine") + fit_s, force=True)
             notes.append(summary)

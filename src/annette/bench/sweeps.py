@@ -149,8 +149,12 @@ def refine(
         if len(out) >= n:
             break
         base = seeds[int(rng.choice(len(seeds), p=prob))]
-        params = _perturb(base.family, base.params, rng, spread)
-        cost = FAMILIES.get(base.family).cost(params)
+        try:
+            params = _perturb(base.family, base.params, rng, spread)
+            cost = FAMILIES.get(base.family).cost(params)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:  # a family whose sizes are coupled
+            log.debug("refine: cannot perturb %s %s: %r", base.family, base.params, exc)
+            continue
         if not 0 < cost <= cap:
             continue
         cfg = make_config(base.family, params, target_key, "refine")
@@ -183,7 +187,7 @@ def _perturb(family: str, params: Mapping[str, Any], rng: np.random.Generator, s
     if family == "conv" and p.get("groups", 1) > 1:
         g = int(p["groups"])
         p["cin"], p["cout"] = max(g, p["cin"] // g * g), max(g, p["cout"] // g * g)
-    if "heads" in p:  # attention: the width stays a multiple of the head count
+    if "heads" in p and "d" in p:  # attention: the width stays a multiple of the head count
         p["d"] = max(p["heads"], p["d"] // p["heads"] * p["heads"])
     if "shape" in p:
         p["shape"] = [p["shape"][0], *(jitter(int(v)) for v in p["shape"][1:])]
