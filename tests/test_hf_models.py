@@ -7,6 +7,7 @@ use one-layer models at short sequences (seconds each).
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +68,7 @@ def test_registry_repeats_the_configs(name: str) -> None:
     assert model.make_config(layers=1).to_dict()[model.layers_key] == 1
 
 
+@pytest.mark.slow
 @needs_transformers
 def test_bert_base_is_the_hub_architecture() -> None:
     from annette.importers.hf import build_module
@@ -124,3 +126,14 @@ def test_batch_and_onnx_form_for_measure() -> None:
     assert out.shape == (2, 16, 768) and np.isfinite(out).all()
     again = export_onnx("gpt2?layers=1&seq=16", batch=2)  # from the cache
     assert again.SerializeToString() == proto.SerializeToString()
+
+
+@needs_transformers
+def test_first_export_is_announced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from annette.cli.commands_graph import loading_message
+    from annette.importers.hf import needs_export
+
+    monkeypatch.setenv("ANNETTE_CACHE_DIR", str(tmp_path))
+    assert needs_export("gpt2?seq=64") and not needs_export("no-such-model")
+    assert loading_message("hf:gpt2?seq=64", None).startswith("exporting hf:gpt2?seq=64 with torch and transformers")
+    assert loading_message("hf:no-such-model", None) == "importing hf:no-such-model ..."  # the load says why

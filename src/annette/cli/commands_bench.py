@@ -169,7 +169,7 @@ def export(
 
 @handle_errors
 def measure(
-    model: str = typer.Argument(..., help="Model: .onnx file, torchvision:NAME or nb201:ARCH."),
+    model: str = typer.Argument(..., help="Model: .onnx file, torchvision:NAME, nb201:ARCH or hf:NAME."),
     backend: str = typer.Option("onnxruntime", "--backend", help="Backend: onnxruntime, openvino, torch."),
     threads: int = typer.Option(1, "--threads", help="Runtime threads."),
     batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),

@@ -29,7 +29,7 @@ def evaluate(
     backend_option: list[str] = typer.Option(None, "--backend-option", "--opt", help=BACKEND_OPTION_HELP),
     models: list[str] = typer.Option(
         None, "--models", "-m",
-        help="Models (.onnx, graph .json, torchvision:NAME, nb201:ARCH): --models A B, -m A -m B, or A B alone.",
+        help="Models (.onnx, graph .json, torchvision:NAME, nb201:ARCH, hf:NAME): --models A B, -m A -m B, or A B alone.",
     ),
     more_models: list[str] = typer.Argument(None, help="More models (as --models).", show_default=False),
     zoo: str = typer.Option(None, "--zoo", help="Evaluate a whole zoo: torchvision."),

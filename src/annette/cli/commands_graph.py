@@ -13,7 +13,10 @@ from annette.cli.common import console, emit_json, err_console, handle_errors
 from annette.errors import ShapeError
 from annette.graph.ir import Graph
 
-MODEL_HELP = "Model: an .onnx file, a graph .json (annette or legacy ANNETTE), torchvision:NAME or nb201:ARCH."
+MODEL_HELP = (
+    "Model: an .onnx file, a graph .json (annette or legacy ANNETTE), torchvision:NAME, nb201:ARCH or hf:NAME "
+    "('hf:gpt2?seq=256')."
+)
 SHAPE_HELP = "Set an input's shape, NAME=D0,D1,... (repeatable; ONNX files only)."
 
 
@@ -35,13 +38,20 @@ def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]] |
 
 
 def loading_message(model: str, batch: int | None) -> str:
-    """What the user waits for while ``model`` loads: a first torchvision export takes seconds to minutes."""
+    """What the user waits for while ``model`` loads: a first torchvision or hf export takes seconds to minutes."""
     scheme, _, name = model.partition(":")
     if scheme == "torchvision":
         from annette.importers.zoo import cache_dir, is_cached
 
         if not is_cached(name, batch=batch or 1):
             return (f"exporting {model} with torch (first use: seconds to minutes for large models; "
+                    f"cached in {cache_dir()}) ...")
+    if scheme == "hf":
+        from annette.importers import hf
+        from annette.importers.zoo import cache_dir
+
+        if hf.needs_export(name, batch=batch or 1):
+            return (f"exporting {model} with torch and transformers (first use: seconds to a minute; "
                     f"cached in {cache_dir()}) ...")
     return f"importing {model} ..."
 
@@ -147,7 +157,7 @@ def import_(
 
 @handle_errors
 def export(
-    model: str = typer.Argument(..., help="Model: an .onnx file, torchvision:NAME or nb201:ARCH."),
+    model: str = typer.Argument(..., help="Model: an .onnx file, torchvision:NAME, nb201:ARCH or hf:NAME."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the ONNX model."),
     batch: int = typer.Option(None, "--batch", "-b", help="Batch size."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),

@@ -31,7 +31,7 @@ from typing import Any
 
 import onnx
 
-from annette.errors import ModelFileError
+from annette.errors import AnnetteError, ModelFileError
 from annette.graph.ir import Graph
 from annette.registry import Registry
 
@@ -190,7 +190,15 @@ def is_cached(spec: str, *, batch: int = 1) -> bool:
     """Whether ``hf:spec`` at ``batch`` is exported already (else the first use exports it: seconds to a minute)."""
     try:
         return cache_path(spec, batch=batch).is_file()
-    except ModelFileError:
+    except AnnetteError:  # a bad spec (the load that follows says why) or no transformers installed
+        return False
+
+
+def needs_export(spec: str, *, batch: int = 1) -> bool:
+    """Whether loading ``hf:spec`` will export it first (a valid spec that is not cached yet)."""
+    try:
+        return not cache_path(spec, batch=batch).is_file()
+    except AnnetteError:
         return False
 
 
@@ -256,4 +264,4 @@ def graph_from_hf(spec: str, *, batch: int = 1) -> Graph:
 
 
 __all__ = ["HF_MODELS", "HFModel", "HFSpec", "build_module", "export_onnx", "graph_from_hf", "is_cached",
-           "parse_spec"]
+           "needs_export", "parse_spec"]
