@@ -41,7 +41,7 @@ NOT_COMMANDS: dict[str, str] = {"Architecture": "the source tree"}
 
 # Benchmarks and studies measure on the simulated backend (the same protocol and store; it busy-waits a
 # modelled latency, scaled down) instead of a real runtime, so that they take seconds.
-SIMULATED = (r"--backend (onnxruntime|openvino|torch)\b", "--backend simulated --opt scale=0.02")
+SIMULATED = (("--backend", "simulated"), ("+--opt", "scale=0.02"))
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,10 @@ class Rule:
     """How the README lines starting with ``prefix`` (after ``.venv/bin/``) are run."""
 
     prefix: str
-    subs: tuple[tuple[str, str], ...] = ()  # (regex, replacement), each must match the line
-    why: str = ""  # the reason for the substitutions
+    # (option, value): the option's value in the line is replaced (the option is added where absent);
+    # "+--opt" adds a repeatable option
+    options: tuple[tuple[str, str], ...] = ()
+    why: str = ""  # the reason for the changes
     skip: str = ""  # a reason not to run the line at all
 
 
@@ -62,15 +64,15 @@ RULES: tuple[Rule, ...] = (
     Rule("annette import "),
     Rule("annette measure "),  # a real measurement (seconds)
     Rule("annette bench status "),
+    Rule("annette bench workers ", skip="needs a Dask scheduler and workers (tests/test_cluster.py runs them)"),
     Rule("annette bench export "),
     Rule("annette fit "),
-    Rule("annette bench ", subs=(SIMULATED, (r"--budget-min \S+", "--budget-min 0.2 --max-configs 150 --profile-runs 1")),
+    Rule("annette bench ", (*SIMULATED, ("--budget-min", "0.2"), ("--max-configs", "150"), ("--profile-runs", "1")),
          why="a 30-minute campaign: 150 configurations on the simulated backend instead"),
-    Rule("annette build ", subs=(SIMULATED, (r"--budget-min \S+", "--budget-min 0.5")),
+    Rule("annette build ", (*SIMULATED, ("--budget-min", "0.5")),
          why="a 30-minute build: half a minute on the simulated backend instead"),
-    Rule("annette calibrate ", subs=(SIMULATED, (r"--budget-min \S+", "--budget-min 0.3")),
-         why="calibration measures: a few seconds on the simulated backend instead"),
-    Rule("annette evaluate ", subs=(SIMULATED,), why="measures networks: on the simulated backend instead"),
+    Rule("annette calibrate ", (("--minutes", "0.5"),), why="minutes of measurements: half a minute instead"),
+    Rule("annette evaluate ", SIMULATED, why="measures networks: on the simulated backend instead"),
     Rule("annette legacy-estimate ", skip="needs ../shared/legacy-annette (tests/test_legacy_cli.py runs it)"),
 )
 
@@ -139,10 +141,14 @@ def as_run(line: Line) -> str:
             f"README.md:{line.number} ({line.section}): `{line.text}` has no rule in tests/test_readme.py RULES; "
             "add one: run as written, or the minimal substitutions that make it short (with the reason), or a skip"
         )
-    text = line.text
-    for pattern, replacement in rule.subs:
-        text, n = re.subn(pattern, replacement, text)
-        assert n, f"README.md:{line.number}: the substitution {pattern!r} of rule {rule.prefix!r} no longer matches"
+    text = re.sub(r"\s+#\s.*$", "", line.text)  # a trailing comment (options go before it)
+    for option, value in rule.options:
+        if option.startswith("+"):
+            text += f" {option[1:]} {value}"
+            continue
+        text, n = re.subn(rf"(^|\s){re.escape(option)}(=|\s+)(\S+)", lambda m, o=option, v=value: f"{m[1]}{o} {v}", text)
+        if not n:
+            text += f" {option} {value}"
     return text
 
 
