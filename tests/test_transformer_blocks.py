@@ -101,3 +101,26 @@ def test_core_campaign_keeps_most_micro_draws_for_the_cnn_families() -> None:
     assert all(weights[f] > 0 for f in micro)
     assert sum(weights[f] for f in micro) < 0.2
     assert weights["conv"] > 10 * max(weights[f] for f in micro)
+
+
+@pytest.mark.parametrize("family", TRANSFORMER_FAMILIES)
+def test_refined_configurations_are_valid_or_refused(family: str) -> None:
+    """``annette build`` refines around badly predicted configurations by perturbing their sizes: every
+    perturbation either builds and runs, or the family's cost refuses it (so refine skips it)."""
+    import onnxruntime as ort
+
+    from annette.bench.sweeps import _perturb
+
+    fam = FAMILIES.get(family)
+    rng = np.random.default_rng(3)
+    base = min((sample_params(family, rng) for _ in range(10)), key=fam.cost)
+    tried = 0
+    for _ in range(12):
+        params = _perturb(family, base, rng, 0.25)
+        if not 0 < fam.cost(params) <= MAX_COST or fam.cost(params) > 4 * fam.cost(base) + 1e6:
+            continue
+        model = build_model(family, params)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session.run(None, random_inputs(model))
+        tried += 1
+    assert tried > 0

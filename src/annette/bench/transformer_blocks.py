@@ -206,7 +206,8 @@ def _split_sample(rng: np.random.Generator) -> Params:
     return {"shape": [n, s, parts * int(rng.choice(WIDTHS[:10]))], "parts": parts}
 
 
-_register("split", "micro", _split_build, _split_sample, lambda p: 2 * ELEM * _numel(p["shape"]), ("Split",),
+_register("split", "micro", _split_build, _split_sample,
+          lambda p: 2 * ELEM * _numel(p["shape"]) if p["shape"][-1] % p["parts"] == 0 else -1.0, ("Split",),
           {"shape": [1, 16, 96], "parts": 3})
 
 
@@ -262,14 +263,15 @@ _register("expand", "micro", _expand_build, _expand_sample,
 
 def _cast_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     shape = p["shape"]
-    to = {"int64": INT64, "bool": BOOL}[p["to"]]
+    to = {"int64": INT64, "bool": BOOL}[p["cast_to"] if "cast_to" in p else p["to"]]  # "to": the first records
     y = b.node("Cast", [b.input(shape)], shape, base="cast", to=to)
     return [b.node("Cast", [y], shape, base="cast_back", to=1 if b.dtype == "float32" else 10)]
 
 
 _register("cast", "micro", _cast_build,
-          lambda rng: {"shape": _seq_shape(rng), "to": str(rng.choice(["int64", "bool"]))},
-          lambda p: 4 * ELEM * _numel(p["shape"]), ("Cast",), {"shape": [1, 16, 32], "to": "bool"})
+          lambda rng: {"shape": _seq_shape(rng), "cast_to": str(rng.choice(["int64", "bool"]))},
+          lambda p: 4 * ELEM * _numel(p["shape"]) if p.get("cast_to") in ("int64", "bool") else -1.0,
+          ("Cast",), {"shape": [1, 16, 32], "cast_to": "bool"})
 
 
 def _concat_seq_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
@@ -603,6 +605,8 @@ def _layer_sample(rng: np.random.Generator) -> Params:
 
 def _layer_cost(p: Mapping[str, Any]) -> float:
     n, s, d = p["n"], p["s"], p["d"]
+    if d % p["heads"]:
+        return -1.0  # invalid (e.g. a refined width): redraw
     return float(n * s * (4 * d * d + 2 * p["ratio"] * d * d + 2 * s * d) + ELEM * n * s * d * (12 + 2 * p["ratio"]))
 
 
@@ -677,10 +681,15 @@ def _decoder_layer_sample(rng: np.random.Generator) -> Params:
             "qkv_bias": int(rng.random() < 0.4)}
 
 
-_register("decoder_layer", "multi", _decoder_layer_build, _decoder_layer_sample,
-          lambda p: float(p["n"] * p["s"] * (2 * p["d"] ** 2 + 2 * p["d"] * p["d"] // p["heads"] * p["kv_heads"]
-                                             + 3 * p["d"] * p["hidden"] + 2 * p["s"] * p["d"])
-                          + ELEM * p["n"] * p["s"] * (20 * p["d"] + 4 * p["hidden"])),
+def _decoder_layer_cost(p: Mapping[str, Any]) -> float:
+    n, s, d, heads, kv = p["n"], p["s"], p["d"], p["heads"], p["kv_heads"]
+    if d % heads or (d // heads) % 2 or heads % kv:
+        return -1.0  # rotary needs an even head size, GQA kv heads that divide the heads
+    return float(n * s * (2 * d * d + 2 * d * d // heads * kv + 3 * d * p["hidden"] + 2 * s * d)
+                 + ELEM * n * s * (20 * d + 4 * p["hidden"]))
+
+
+_register("decoder_layer", "multi", _decoder_layer_build, _decoder_layer_sample, _decoder_layer_cost,
           ("MatMul", "Pow", "ReduceMean", "Sqrt", "Reciprocal", "Slice", "Neg", "Concat", "Expand", "Softmax",
            "IsNaN", "Where", "Sigmoid"),
           {"n": 1, "s": 16, "d": 64, "heads": 4, "kv_heads": 2, "hidden": 128, "qkv_bias": 1})
