@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +82,13 @@ def test_unreadable_files_and_unknown_names(tmp_path: Path) -> None:
         HardwareModel.load("no-such-target")
 
 
-def test_runtime_version_mismatch_warns(bundle: dict[str, Any], tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_runtime_version_mismatch_is_named(bundle: dict[str, Any], tmp_path: Path) -> None:
+    from annette.hardware import target_mismatch
+
     doc = broken(bundle, ("target", "runtime"), "numpy")  # an installed package, surely not at version "1.0"
-    with caplog.at_level(logging.WARNING, logger="annette.hardware"):
-        HardwareModel.load(write(tmp_path, doc))
-    assert "fitted on numpy 1.0" in caplog.text
+    hw = HardwareModel.load(write(tmp_path, doc))
+    local = replace(hw.target, backend="onnxruntime", device="cpu")
+    assert "numpy 1.0 (installed: " in str(target_mismatch(local))
 
 
 def test_shipped_registry_points_at_bundled_files() -> None:

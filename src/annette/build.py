@@ -246,8 +246,9 @@ def run_build(
             f0 = time.perf_counter()
             try:
                 new, summary = _refine_round(list(store.records()), target.key, seed=seed + rounds)
-            except (AnnetteError, ValueError, KeyError) as exc:  # refinement is an improvement: the build goes on
-                log.warning("refine round %d failed, going on to the fit: %s: %s", rounds + 1, type(exc).__name__, exc)
+            except Exception as exc:  # noqa: BLE001 - refinement is an improvement: the build goes on to the fit
+                log.warning("refine round %d failed, going on to the fit: %s: %s", rounds + 1, type(exc).__name__, exc,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
                 new, summary = [], f"round {rounds + 1} failed: {type(exc).__name__}: {exc}"
             fit_s = time.perf_counter() - f0
             spent.set("refine", spent.get("refine") + fit_s, force=True)
@@ -364,9 +365,11 @@ def _refine_round(records: Sequence[BenchRecord], target_key: str, *, seed: int)
 
 
 def _buildable(config: BenchConfig) -> bool:
+    """Whether a perturbed configuration still builds (sizes coupled in a block, e.g. a pooled skip that must
+    match a strided convolution, can make it invalid)."""
     try:
         build_model(config.family, config.params)
-    except AnnetteError:
+    except Exception:  # noqa: BLE001 - any failure to build means: do not measure it
         return False
     return True
 

@@ -10,7 +10,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annette.cli.common import console, emit_json, err_console, handle_errors, parse_backend_options
+from annette.cli.common import (
+    BACKEND_OPTION_HELP,
+    console,
+    emit_json,
+    err_console,
+    handle_errors,
+    parse_backend_options,
+)
 
 
 @handle_errors
@@ -25,7 +32,7 @@ def build(
     bundle: Path = typer.Option(None, "--bundle", help="Where to write the hardware model (default OUT/hardware.json)."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds one configuration may take before it fails."),
     validate_n: int = typer.Option(24, "--validate", help="Generated networks measured end to end to validate."),
-    opt: list[str] = typer.Option(None, "--opt", help="Backend option KEY=VALUE (repeatable)."),
+    opt: list[str] = typer.Option(None, "--backend-option", "--opt", help=BACKEND_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the build result as JSON."),
     cluster: str = typer.Option(None, "--cluster", help="Build on a Dask scheduler's workers, e.g. tcp://HOST:8786."),
     targets: list[str] = typer.Option(None, "--target", help="Worker label to build for (repeatable; with --cluster)."),
@@ -106,7 +113,7 @@ def calibrate(
     device: str = typer.Option(None, "--device", help="With --measured: the device's name, for the bundle."),
     store: Path = typer.Option(None, "--store", help="Keep the calibration measurements in this store directory."),
     name: str = typer.Option(None, "--name", help="Name of the new hardware model (default: BASE-calibrated)."),
-    opt: list[str] = typer.Option(None, "--opt", help="Backend option KEY=VALUE (repeatable)."),
+    opt: list[str] = typer.Option(None, "--backend-option", "--opt", help=BACKEND_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the calibration report as JSON."),
 ) -> None:
     """Adapt a hardware model to this machine in a few minutes (or to a device, from timings measured there)."""
