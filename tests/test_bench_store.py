@@ -104,24 +104,3 @@ def test_export_csv_parquet_jsonl(tmp_path: Path) -> None:
         assert BenchRecord.from_dict(json.loads(lines[1])) == record(1)
         with pytest.raises(BenchStoreError, match="not supported"):
             store.export(tmp_path / "out.xlsx")
-
-
-def test_measure_blocks_measures_each_block_once_as_a_profiled_multi_record(tmp_path: Path) -> None:
-    from annette.bench.blocks import NetBuilder
-    from annette.bench.measure import measure_blocks
-
-    built: list[int] = []
-
-    def block(c: int):  # type: ignore[no-untyped-def]
-        built.append(c)
-        b = NetBuilder(f"blk{c}")
-        return b.build([b.act(b.conv(b.input((1, c, 8, 8)), c, 3), "relu")])
-
-    store = BenchStore(tmp_path / "s")
-    blocks = [("ctx_test", {"c": c}, lambda c=c: block(c)) for c in (8, 16)]
-    recs = list(measure_blocks(store, blocks, source="test", minutes=5))
-    assert [(r.kind, r.family, r.params) for r in recs] == [("multi", "ctx_test", {"c": 8}), ("multi", "ctx_test", {"c": 16})]
-    assert all(r.metadata["source"] == "test" and r.profile and r.measurement is not None for r in recs)
-    assert list(measure_blocks(store, blocks, source="test", minutes=5)) == []  # stored: neither built nor measured
-    assert built == [8, 16] and store.count() == 2
-    assert list(measure_blocks(BenchStore(tmp_path / "t"), blocks, source="test", minutes=0)) == []  # out of time

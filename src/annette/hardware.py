@@ -12,11 +12,12 @@ fit quality. Loading never executes code: it parses JSON and checks every part, 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -407,6 +408,29 @@ def target_mismatch(target: Target) -> str | None:
         diffs.append(f"{target.threads} threads (this machine has {cpus} logical CPUs)")
     if not diffs:
         return None
+    here_target = replace(target, device_model=here, extra={**target.extra, "isa": local_isa},
+                          runtime_version=installed or target.runtime_version)
+    closer = [n for n, t in _shipped_targets().items() if t.key == target.key and t.runtime == target.runtime
+              and target_mismatch_fields(t, here_target) < target_mismatch_fields(target, here_target)]
+    hint = f"; shipped {', '.join(closer)} {'was' if len(closer) == 1 else 'were'} fitted on a closer one" if closer else ""
     return ("fitted for another target than this machine: " + "; ".join(diffs)
-            + ". Its estimates are for that target; `annette calibrate --hw BUNDLE -o NEW.json` adapts it to this one "
-            "in a few minutes")
+            + f". Its estimates are for that target{hint}; `annette calibrate --hw BUNDLE -o NEW.json` adapts a "
+            "bundle to this machine in a few minutes")
+
+
+def target_mismatch_fields(a: Target, b: Target) -> int:
+    """How many of CPU model, ISA and runtime version differ between two targets."""
+    return (a.device_model != b.device_model) + (a.extra.get("isa") != b.extra.get("isa")) + (
+        a.runtime_version != b.runtime_version)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_targets() -> dict[str, Target]:
+    """The target of every shipped bundle (read from their JSON, not validated: only to name a closer one)."""
+    out = {}
+    for name in SHIPPED.names():
+        try:
+            out[name] = Target.from_dict(json.loads(SHIPPED.get(name).read_text())["target"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out

@@ -10,17 +10,11 @@ the torch backend runs ``torchvision:NAME`` specs natively.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from annette.bench.records import BenchRecord
-from annette.bench.runner import DEFAULT_PROTOCOL, NETWORK_PROTOCOL, TimingProtocol, measure
+from annette.bench.runner import NETWORK_PROTOCOL, TimingProtocol, measure
 from annette.bench.worker import PROFILE_RUNS, record_metadata
-
-if TYPE_CHECKING:
-    from annette.bench.store import BenchStore
 
 
 def measure_model(
@@ -72,35 +66,3 @@ def measure_model(
         profile=nodes,
         metadata={**record_metadata(measurement, nodes), "protocol": protocol.to_dict()},
     )
-
-
-def measure_blocks(
-    store: BenchStore,
-    blocks: Iterable[tuple[str, Mapping[str, Any], Callable[[], Any]]],
-    *,
-    source: str,
-    minutes: float,
-    backend: str = "onnxruntime",
-    **backend_options: Any,
-) -> Iterator[BenchRecord]:
-    """Measure multi-layer blocks ``(family, params, build)`` (``build()`` gives an ``onnx.ModelProto``) with
-    their per-node profiles under the campaign's protocol, for ``minutes``, adding each to ``store`` as a
-    ``multi`` record of its family identified by family, parameters and target; yields the new records. A block
-    the store holds already is neither built nor measured (a killed campaign resumes). For targeted
-    campaigns (``benchmarks/ort_context_blocks.py``, ``benchmarks/cache_pressure.py``)."""
-    from annette.backends import get_backend
-    from annette.bench.blocks import canonical
-
-    key = get_backend(backend, **backend_options).describe().key
-    stop = time.monotonic() + 60 * minutes
-    for family, params, build in blocks:
-        if time.monotonic() > stop:
-            return
-        cid = hashlib.sha256(f"{family}|{canonical(params)}|{key}".encode()).hexdigest()[:16]
-        if store.has(cid):
-            continue
-        rec = measure_model(build(), backend=backend, profile=True, protocol=DEFAULT_PROTOCOL, **backend_options)
-        rec = replace(rec, config_id=cid, kind="multi", family=family, params=dict(params),
-                      metadata={**rec.metadata, "source": source})  # fmt: skip
-        store.add(rec)
-        yield rec

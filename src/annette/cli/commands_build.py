@@ -71,7 +71,7 @@ def build(
             if not live and (now - last_line[0] >= 60.0 or p.done == 0):  # a plain line per minute in a log
                 last_line[0] = now
                 err_console.print(f"{p.elapsed_s / 60:5.1f} min  {p.stage}: {p.done} done, {p.failed} failed "
-                                  f"{escape(p.message)}", highlight=False)
+                                  f"{escape(p.message)}", highlight=False, soft_wrap=True)
 
         result = run_build(
             out, backend=backend, threads=threads, budget_min=budget_min, seed=seed, resume=resume,

@@ -51,7 +51,7 @@ def fit(
     ),
     cache_store: list[Path] = typer.Option(
         None, "--cache-store",
-        help="Store of cache-pressure blocks (benchmarks/cache_pressure.py) to fit the cache model from.",
+        help="Another store of cache-pressure blocks to fit the cache model from (annette build measures them in its own store).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the fit report as JSON."),
 ) -> None:
