@@ -164,3 +164,14 @@ def test_invalid_numbers_and_parts_are_named(
     with pytest.raises(HardwareModelError, match=message) as info:
         HardwareModel.load(p)
     assert str(p) in str(info.value)
+
+
+def test_mixed_parts_with_other_features_found_by_the_fuzzer(tmp_path: Path) -> None:
+    """A mixed model whose refined part lacks a dimension's column failed at the first estimate (ValueError)."""
+    from annette.fuzz import seed_bundle
+
+    doc = seed_bundle()
+    refined = doc["layer_models"]["Conv"]["mixed"]["learned"]["refined"]
+    refined["feature_names"] = [n for n in refined["feature_names"] if n != "out_w"]
+    with pytest.raises(HardwareModelError, match="Conv/mixed.*(other feature names|out_w)"):
+        HardwareModel.load(write(tmp_path, doc))

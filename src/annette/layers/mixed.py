@@ -75,6 +75,11 @@ class MixedModel(LayerModel):
     def _learned_to_dict(self) -> dict[str, Any]:
         return {"refined": self.refined_.to_dict(), "correction": self.correction_.to_dict()}
 
+    def _check_loaded(self) -> None:
+        for part in (self.refined_, self.correction_):
+            if part.feature_names_ != self.feature_names_:
+                raise ValueError(f"mixed model: its {part.kind} part has other feature names than the model")
+
     def _learned_from_dict(self, d: Mapping[str, Any]) -> None:
         refined = LayerModel.from_dict(d["refined"])
         correction = LayerModel.from_dict(d["correction"])

@@ -199,6 +199,12 @@ class RefinedRooflineModel(RooflineModel):
     def _learned_to_dict(self) -> dict[str, Any]:
         return {**super()._learned_to_dict(), "par": dict(self.par_), "alpha": dict(self.alpha_)}
 
+    def _check_loaded(self) -> None:
+        super()._check_loaded()
+        missing = [col for col in DIMENSIONS.values() if col not in self.feature_names_]
+        if missing:
+            raise ValueError(f"refined roofline: its features lack the unrolled dimensions' columns {missing}")
+
     def _learned_from_dict(self, d: Mapping[str, Any]) -> None:
         super()._learned_from_dict(d)
         self.par_ = {str(k): checks.number(v, f"par.{k}", positive=True) for k, v in checks.obj(d["par"], "par").items()}
