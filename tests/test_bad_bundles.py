@@ -175,3 +175,13 @@ def test_mixed_parts_with_other_features_found_by_the_fuzzer(tmp_path: Path) -> 
     refined["feature_names"] = [n for n in refined["feature_names"] if n != "out_w"]
     with pytest.raises(HardwareModelError, match="Conv/mixed.*(other feature names|out_w)"):
         HardwareModel.load(write(tmp_path, doc))
+
+
+def test_one_op_fusion_pattern_found_by_the_fuzzer(tmp_path: Path) -> None:
+    """A fusion pattern of one op type failed in the mapper at the first estimate (IndexError)."""
+    from annette.fuzz import seed_bundle
+
+    doc = seed_bundle()
+    doc["mapping"]["fusions"][0]["pattern"] = ["Conv"]
+    with pytest.raises(HardwareModelError, match=r"fusion pattern \['Conv'\] must chain at least two"):
+        HardwareModel.load(write(tmp_path, doc))

@@ -133,13 +133,19 @@ class FusionRule:
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> FusionRule:
         closed = d.get("closed")
-        return FusionRule(
+        rule = FusionRule(
             pattern=tuple(str(x) for x in d["pattern"]),
             conditions=tuple(AttrCondition.from_dict(c) for c in d.get("conditions", ())),
             evidence=Evidence.from_dict(d.get("evidence", {})),
             shape_conditions=tuple(ShapeCondition.from_dict(c) for c in d.get("shape_conditions", ())),
             closed=None if closed is None else bool(closed),
         )
+        if len(rule.pattern) < 2:
+            raise ValueError(f"fusion pattern {list(rule.pattern)} must chain at least two op types")
+        bad = [c.position for c in rule.conditions if not 0 <= c.position < len(rule.pattern)]
+        if bad:
+            raise ValueError(f"fusion {rule.id}: condition positions {bad} are outside its {len(rule.pattern)} members")
+        return rule
 
 
 def is_closed(members: Sequence[Layer]) -> bool:
@@ -470,8 +476,9 @@ class MappingRules:
                 layouts=None if d.get("layouts") is None else Layouts.from_dict(d["layouts"]),
                 merges=tuple(MergeRule.from_dict(r) for r in d.get("merges", ())),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise HardwareModelError(f"malformed mapping rules: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            why = f"missing key {exc.args[0]!r}" if type(exc) is KeyError and exc.args else f"{type(exc).__name__}: {exc}"
+            raise HardwareModelError(f"malformed mapping rules: {why}") from exc
 
     def summary(self) -> list[str]:
         """One line per rule with its evidence (for reports and the CLI)."""
