@@ -185,3 +185,11 @@ def test_one_op_fusion_pattern_found_by_the_fuzzer(tmp_path: Path) -> None:
     doc["mapping"]["fusions"][0]["pattern"] = ["Conv"]
     with pytest.raises(HardwareModelError, match=r"fusion pattern \['Conv'\] must chain at least two"):
         HardwareModel.load(write(tmp_path, doc))
+
+
+def test_element_bits_beyond_64_found_by_the_fuzzer(bundle: dict[str, Any], tmp_path: Path) -> None:
+    """element_bits.weights = 1e308 loaded and made every estimate infinite."""
+    doc = copy.deepcopy(bundle)
+    doc["element_bits"] = {"activations": 8.0, "weights": 1e308}
+    with pytest.raises(HardwareModelError, match=r"element_bits.weights must be at most 64.0, got 1e\+308"):
+        HardwareModel.load(write(tmp_path, doc))

@@ -86,7 +86,9 @@ def number(
     if nonnegative and x < 0:
         raise ValueError(f"{where} must not be negative, got {value!r}")
     if (low is not None and x < low) or (high is not None and x > high):
-        raise ValueError(f"{where} must be within [{low}, {high}], got {value!r}")
+        bounds = f"within [{low}, {high}]" if low is not None and high is not None else (
+            f"at least {low}" if low is not None else f"at most {high}")
+        raise ValueError(f"{where} must be {bounds}, got {value!r}")
     return x
 
 

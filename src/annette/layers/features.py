@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from annette import checks
 from annette.errors import AnnetteError, HardwareModelError
 from annette.graph.accounting import account
 from annette.graph.ir import Layer, TensorSpec
@@ -177,10 +178,10 @@ class ElementBits:
 
     @staticmethod
     def from_dict(d: Mapping[str, object]) -> ElementBits:
-        bits = ElementBits(float(d["activations"]), float(d["weights"]))  # type: ignore[arg-type]
-        if not (bits.activations > 0 and bits.weights > 0):
-            raise ValueError(f"element bits must be positive, got {bits}")
-        return bits
+        return ElementBits(  # at most 64 bits: a larger width is no element type (1e308 made every time inf)
+            checks.number(d["activations"], "element_bits.activations", positive=True, high=64.0),
+            checks.number(d["weights"], "element_bits.weights", positive=True, high=64.0),
+        )
 
 
 def _align(n: int) -> int:
