@@ -77,8 +77,8 @@ class Overhead:
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Overhead:
         return Overhead(
-            per_node_ms=checks.number(d["per_node_ms"], "overhead.per_node_ms"),
-            per_run_ms=checks.number(d["per_run_ms"], "overhead.per_run_ms", nonnegative=True),
+            per_node_ms=checks.number(d["per_node_ms"], "overhead.per_node_ms", low=-1e6, high=1e6),
+            per_run_ms=checks.number(d["per_run_ms"], "overhead.per_run_ms", nonnegative=True, high=1e6),
             n_records=int(d.get("n_records", 0)),
             method=str(d.get("method", "")),
             profiler_node_ms=checks.number(d.get("profiler_node_ms", 0.0), "overhead.profiler_node_ms"),

@@ -21,6 +21,8 @@ from annette.layers.features import Features
 _EPS_MS = 1e-9
 # Roofs are fitted in log space within these bounds (per second): a roof at a bound plays no real part.
 LOG_ROOF_BOUNDS = (float(np.log(1e3)), float(np.log(1e21)))
+MIN_ROOF_PER_S = 1e-3
+MAX_OVERHEAD_MS = 1e6  # a fixed time per call above 1000 s is no measurement (bundles are checked against it)
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,14 @@ class Roofs:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Roofs:
-        return Roofs(
-            peak_flops_per_s=checks.optional_number(d["peak_flops_per_s"], "roofs.peak_flops_per_s", positive=True),
-            bandwidth_bytes_per_s=checks.optional_number(
-                d["bandwidth_bytes_per_s"], "roofs.bandwidth_bytes_per_s", positive=True
+        return Roofs(  # a roof below MIN_ROOF_PER_S would make finite layers take infinite time
+            peak_flops_per_s=checks.optional_number(
+                d["peak_flops_per_s"], "roofs.peak_flops_per_s", positive=True, low=MIN_ROOF_PER_S
             ),
-            overhead_ms=checks.number(d["overhead_ms"], "roofs.overhead_ms", nonnegative=True),
+            bandwidth_bytes_per_s=checks.optional_number(
+                d["bandwidth_bytes_per_s"], "roofs.bandwidth_bytes_per_s", positive=True, low=MIN_ROOF_PER_S
+            ),
+            overhead_ms=checks.number(d["overhead_ms"], "roofs.overhead_ms", nonnegative=True, high=MAX_OVERHEAD_MS),
         )
 
 
