@@ -92,7 +92,7 @@ class _Terms:
 def _terms(graphs: Sequence[Graph], hw: HardwareModel, kind: str) -> _Terms:
     from annette.estimate import estimate_many
 
-    bare = replace(hw, overhead=replace(hw.overhead, per_node_ms=0.0, per_run_ms=0.0), calibration=None)
+    bare = replace(hw, overhead=Overhead(), calibration=None)
     kernel: list[dict[str, float]] = []
     nodes = []
     for est in estimate_many(graphs, bare, kind=kind):
@@ -105,15 +105,26 @@ def _terms(graphs: Sequence[Graph], hw: HardwareModel, kind: str) -> _Terms:
     return _Terms(kernel, np.array(nodes, dtype=np.float64))
 
 
+def _node_ms(overhead: Overhead) -> float:
+    """What each executed layer adds to its (profiled) kernel time in an estimate."""
+    return overhead.per_node_ms - overhead.profiler_node_ms
+
+
+def _overhead(node_ms: float, per_run_ms: float, prior: Overhead, n: int, method: str) -> Overhead:
+    """An overhead whose per-node effect is ``node_ms``: per_node >= 0, the profiler's cost the prior's or more."""
+    per_node = max(0.0, node_ms + prior.profiler_node_ms)
+    return Overhead(per_node, max(0.0, per_run_ms), n, method, profiler_node_ms=per_node - node_ms)
+
+
 def _predict(terms: _Terms, scales: Mapping[str, float], default: float, overhead: Overhead) -> np.ndarray:
     return np.array([sum(t * scales.get(k, default) for k, t in per.items()) for per in terms.kernel]) \
-        + overhead.per_node_ms * terms.nodes + overhead.per_run_ms
+        + _node_ms(overhead) * terms.nodes + overhead.per_run_ms
 
 
 def _refit_overhead(terms: _Terms, measured: np.ndarray, scales: Mapping[str, float], default: float,
                     prior: Overhead, ridge: float = 0.0) -> Overhead:
-    """Per-node and per-run cost (>= 0) given the scaled kernels: weighted least squares on the whole records
-    (1/measured), ridged towards ``prior`` by ``ridge`` (in units of records)."""
+    """Per-node effect and per-run cost given the scaled kernels: weighted least squares on the whole records
+    (1/measured), ridged towards ``prior`` by ``ridge`` (in units of records); see :func:`_overhead`."""
     kernel = _predict(terms, scales, default, Overhead())
     gap = measured - kernel
     w = 1.0 / measured
@@ -122,14 +133,13 @@ def _refit_overhead(terms: _Terms, measured: np.ndarray, scales: Mapping[str, fl
     if ridge > 0:
         scale = np.sqrt(ridge / len(measured)) * np.array([np.mean(A[:, 0]), np.mean(A[:, 1])])
         A = np.vstack([A, np.diag(scale)])
-        b = np.concatenate([b, scale * np.array([prior.per_node_ms, prior.per_run_ms])])
-    (per_node, per_run), *_ = np.linalg.lstsq(A, b, rcond=None)
+        b = np.concatenate([b, scale * np.array([_node_ms(prior), prior.per_run_ms])])
+    (node_ms, per_run), *_ = np.linalg.lstsq(A, b, rcond=None)
     if per_run < 0:
         per_run = 0.0
-        per_node = float(np.sum(w * w * gap * terms.nodes) / np.sum(w * w * terms.nodes**2))
-    return Overhead(max(0.0, float(per_node)), float(per_run), len(measured),
-                    "calibrated: whole records, weighted least squares on the scaled kernel times",
-                    profiler_node_ms=prior.profiler_node_ms)
+        node_ms = float(np.sum(w * w * gap * terms.nodes) / np.sum(w * w * terms.nodes**2))
+    return _overhead(float(node_ms), float(per_run), prior, len(measured),
+                     "calibrated: whole records, weighted least squares on the scaled kernel times")
 
 
 def _graphs_times(records: Sequence[BenchRecord]) -> tuple[list[Graph], np.ndarray]:
@@ -224,7 +234,7 @@ def calibrate_here(
     train = [r for r in records if r not in test]
 
     def fit(rs: Sequence[Any]) -> tuple[dict[str, float], float, Overhead]:
-        scales, default = _per_type_scales(rs, hw, kind, hw.overhead.profiler_node_ms)
+        scales, default = _per_type_scales(rs, hw, kind)
         graphs, measured = _graphs_times(rs)
         terms = _terms(graphs, hw, kind)
         return scales, default, _refit_overhead(terms, measured, scales, default, new_overhead)
@@ -249,11 +259,9 @@ def calibrate_here(
     return new, report
 
 
-def _per_type_scales(records: Sequence[Any], hw: HardwareModel, kind: str,
-                     profiler_node_ms: float) -> tuple[dict[str, float], float]:
-    """Factor per layer-model type from profiled layers (observed in the base's frame: kernel time less the base's
-    profiler cost per node) against the base's prediction; records without a profile count as one layer where
-    they map to one."""
+def _per_type_scales(records: Sequence[Any], hw: HardwareModel, kind: str) -> tuple[dict[str, float], float]:
+    """Factor per layer-model type from profiled layers (kernel times as the profiler reports them, as the base's
+    layer models were fitted) against the base's prediction; without profiles, one factor from whole records."""
     from annette.layers.features import executed_type, extract
     from annette.mapping.learn import read_profile
 
@@ -266,9 +274,9 @@ def _per_type_scales(records: Sequence[Any], hw: HardwareModel, kind: str,
         run = read_profile(rec)
         if run is None:
             continue
-        for ex, t, nodes in run.executed(positions):
+        for ex, t, _ in run.executed(positions):
             layers.append(ex)
-            observed.append(max(t - nodes * profiler_node_ms, 0.05 * t))
+            observed.append(t)
     if not layers:
         return {}, _global_scale_from_totals(records, hw, kind)
     X = extract(layers).select(hw.feature_names)
@@ -307,7 +315,7 @@ def _global_scale_from_totals(records: Sequence[Any], hw: HardwareModel, kind: s
     graphs, measured = _graphs_times(records)
     terms = _terms(graphs, hw, kind)
     kernel = _predict(terms, {}, 1.0, Overhead())
-    rest = measured - hw.overhead.per_node_ms * terms.nodes - hw.overhead.per_run_ms
+    rest = measured - _node_ms(hw.overhead) * terms.nodes - hw.overhead.per_run_ms
     return float(np.exp(np.median(np.log(np.maximum(rest, 1e-6) / kernel))))
 
 
@@ -358,25 +366,24 @@ def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel,
     b = (measured - base.per_run_ms) * w
     reg = np.sqrt(ridge) * np.mean(A[:, 1])
     A = np.vstack([A, [0.0, reg]])
-    b = np.concatenate([b, [reg * max(base.per_node_ms, 0.0)]])
-    (s, per_node), *_ = np.linalg.lstsq(A, b, rcond=None)
+    b = np.concatenate([b, [reg * _node_ms(base)]])
+    (s, node_ms), *_ = np.linalg.lstsq(A, b, rcond=None)
     s = max(float(s), 1e-3)
-    per_node = max(float(per_node), 0.0)
+    ov = _overhead(float(node_ms), base.per_run_ms, base, k,
+                   f"calibrated from {k} whole-network timings (ridge towards the base)")
     types = sorted({t for per in terms.kernel for t in per})
     scales = {t: s for t in types}
     if k >= GROUP_MIN:
         cols = {g: np.array([sum(v for t, v in per.items() if _group(t) == g) for per in terms.kernel]) for g in GROUPS}
         used = [g for g in GROUPS if cols[g].sum() > 0]
         G = np.column_stack([cols[g] for g in used]) * w[:, None]
-        y = (measured - base.per_run_ms - per_node * terms.nodes) * w
+        y = (measured - base.per_run_ms - _node_ms(ov) * terms.nodes) * w
         lam = np.sqrt(ridge * 2.0) * np.mean(np.abs(G), axis=0)
         G2 = np.vstack([G, np.diag(lam)])
         y2 = np.concatenate([y, lam * s])
         fitted, *_ = np.linalg.lstsq(G2, y2, rcond=None)
         factor = {g: max(float(f), 1e-3) for g, f in zip(used, fitted, strict=True)}
         scales = {t: factor.get(_group(t), s) for t in types}
-    ov = Overhead(per_node, base.per_run_ms, k, f"calibrated from {k} whole-network timings (ridge towards the base)",
-                  profiler_node_ms=base.profiler_node_ms)
     return scales, s, ov
 
 

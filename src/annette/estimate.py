@@ -315,6 +315,7 @@ def estimate_many(
     )
 
     # One prediction call per layer model, over all distinct rows of all graphs it covers.
+    node_ms = hw.overhead.per_node_ms - hw.overhead.profiler_node_ms
     rows_of: dict[int, list[int]] = defaultdict(list)
     models: dict[int, Resolved] = {}
     row_times = np.full(len(X), math.nan)
@@ -331,10 +332,10 @@ def estimate_many(
     for key, rows in rows_of.items():
         idx = np.array(rows, dtype=np.intp)
         sub = X.take(idx)
-        # kernel time (scaled onto the calibrated machine) + per-node overhead (older bundles: possibly a negative
-        # correction of profiled kernel times)
+        # kernel time (scaled onto the calibrated machine; as a profiler reports it, so less the profiler's own
+        # per-node cost) + the per-node overhead (older bundles: one negative correction of profiled kernel times)
         scale = 1.0 if hw.calibration is None else hw.calibration.scale(models[key].type)
-        row_times[idx] = np.maximum(models[key].model.predict(sub) * scale + hw.overhead.per_node_ms, 0.0)
+        row_times[idx] = np.maximum(models[key].model.predict(sub) * scale + node_ms, 0.0)
         bounds[idx] = _bound(hw, models[key], sub)
     times = row_times[inverse]
     extra = None if hw.cache is None else _cache_extra(hw.cache, everything.column("weight_bytes"), inverse, sizes)

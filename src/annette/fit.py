@@ -149,7 +149,6 @@ def _usable(
 
 
 CHAIN_FAMILY = "node_chain"  # annette.bench.context_blocks: chains of trivial nodes
-PROFILE_FLOOR = 0.05  # a profiled sample keeps at least this share of its kernel time
 
 
 def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
@@ -163,7 +162,7 @@ def fit_overhead(records: Sequence[BenchRecord]) -> Overhead:
     from chains of trivial nodes (family ``node_chain``: the slope of their unprofiled time over their node
     count, kernel included, so an upper bound of the dispatch cost), where the store has them; per_node =
     max(0, chain slope, g) and profiler_node = per_node − g >= 0, which keeps every estimate's sum what the
-    gap says. ``collect_samples`` takes profiler_node off every profiled kernel time.
+    gap says: estimates add per_node to each layer and take profiler_node off its (profiled) kernel time.
     """
     rows = [
         (len(r.profile), r.measurement.label_ms, sum(p.time_ms for p in r.profile))
@@ -206,8 +205,9 @@ class _Samples:
 
 def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhead: Overhead) -> _Samples:
     """Training samples (executed layer, kernel ms, record index) from records (see the module docstring):
-    profiled kernel times (summed over the nodes of a layer split into several kernels) less the profiler's own
-    per-node cost (``overhead.profiler_node_ms``, keeping at least PROFILE_FLOOR of each), or, for an
+    profiled kernel times as the profiler reports them (summed over the nodes of a layer split into several
+    kernels; estimates take the profiler's own per-node cost, ``overhead.profiler_node_ms``, off each layer's
+    prediction, which keeps the layer models' targets as measured), or, for an
     unprofiled single-layer record, the measured time less the per-run and per-node overheads."""
     positions = {r.op_type: r.position for r in rules.insertions}
     if rules.layouts is not None:
@@ -218,16 +218,17 @@ def collect_samples(records: Sequence[BenchRecord], rules: MappingRules, overhea
     for i, rec in enumerate(records):
         run = read_profile(rec)
         if run is not None:
-            for ex, t, nodes in run.executed(positions):
+            for ex, t, _ in run.executed(positions):
                 layers.append(ex)
-                times.append(max(t - nodes * overhead.profiler_node_ms, PROFILE_FLOOR * t))
+                times.append(t)
                 owner.append(i)
             continue
         assert rec.graph is not None and rec.measurement is not None
         executed = apply(rec.graph, rules).executed
         if len(executed) == 1:
-            layers.append(executed[0])
-            times.append(rec.measurement.label_ms - overhead.per_run_ms - overhead.per_node_ms)
+            layers.append(executed[0])  # the kernel as a profiler would report it (see estimate_many)
+            times.append(rec.measurement.label_ms - overhead.per_run_ms - overhead.per_node_ms
+                         + overhead.profiler_node_ms)
             owner.append(i)
     return _Samples(layers, np.array(times, dtype=np.float64), np.array(owner, dtype=np.intp))
 

@@ -55,9 +55,10 @@ for _path in sorted(SHIPPED_DIR.glob("*.json")):
 @dataclass(frozen=True)
 class Overhead:
     """Time the target spends beyond its kernels (ms): per executed node (dispatch; added to every layer's kernel
-    time) and per run (added per estimate), both >= 0. ``profiler_node_ms`` is what the runtime's profiler adds to
-    each profiled kernel time (its timing of a node and the rounding of its timestamps): it was taken off every
-    profiled sample the layer models were fitted on, so estimates never add it."""
+    time) and per run (added per estimate), both >= 0 when fitted by this annette. ``profiler_node_ms`` is what the
+    runtime's profiler adds to each kernel time it reports (its timing of a node and the rounding of its
+    timestamps): layer models are fitted on profiled kernel times as reported, so every estimate takes it off each
+    layer's predicted kernel time (never below 0)."""
 
     per_node_ms: float = 0.0
     per_run_ms: float = 0.0

@@ -2,7 +2,7 @@
 
 The plan mixes micro-kernels (``micro_share``, default 75 %, spread over the micro families by how often
 their layer type occurs in real networks; 40 % of them configurations that occur in torchvision networks,
-the rest log-uniform random draws) and multi-layer blocks (25 %, uniform over the block families). The
+the rest log-uniform random draws) and multi-layer blocks (25 %, over the block families by their ``Family.weight``). The
 plan is a pure function of (seed, target key, size), so ``resume`` regenerates it and skips the
 configurations the store already has: a campaign killed at any point and resumed ends with every
 configuration exactly once. Each configuration runs in the isolated ``Worker``; the time budget stops
@@ -47,6 +47,8 @@ def plan_campaign(target_key: str, *, seed: int = 0, size: int = PLAN_SIZE, micr
     weights = family_weights()
     micro, micro_p = list(weights), np.array(list(weights.values()))
     multi = [n for n in stage_families("core") if FAMILIES.get(n).kind == "multi"]
+    multi_p = np.array([FAMILIES.get(n).weight for n in multi], dtype=float)
+    multi_p /= multi_p.sum()
     priors = {f: list(v) for f, v in load_priors()["families"].items()}
     for f in priors:
         rng.shuffle(priors[f])  # type: ignore[arg-type]
@@ -62,7 +64,7 @@ def plan_campaign(target_key: str, *, seed: int = 0, size: int = PLAN_SIZE, micr
             else:
                 cfg = make_config(family, sample_params(family, rng), target_key, "random")
         else:
-            family = str(rng.choice(multi))
+            family = str(rng.choice(multi, p=multi_p))
             cfg = make_config(family, sample_params(family, rng), target_key, "random")
         if cfg.config_id not in seen:
             seen.add(cfg.config_id)

@@ -463,11 +463,21 @@ def _learn_layouts(runs: Sequence[ProfiledRun], min_instances: int) -> Layouts |
                 records[(primary.op, "convert")].add(r)
 
     def rules(sub: Sequence[tuple[Layer, bool]], op: str, key: str, inputs: str) -> list[LayoutRule]:
-        found = _key_conditions(sub) if sum(label for _, label in sub) >= min_instances else None
-        if found is None:
-            return []
-        evidence = Evidence(len(records[(op, key)]), len(sub), found[1])
-        return [LayoutRule(op, inputs, found[0], evidence)]
+        """Up to MAX_LAYOUT_RULES rules for one op and input layout, any of which makes it run blocked (sequential
+        covering: a further rule is learned on the instances the earlier ones leave out, e.g. ONNX Runtime's
+        NCHWc convolution takes a plain input when its channels are a multiple of 4, and also when there are
+        fewer than 4, as in a network's first layer)."""
+        out: list[LayoutRule] = []
+        rest = list(sub)
+        while len(out) < MAX_LAYOUT_RULES and sum(label for _, label in rest) >= min_instances:
+            found = _key_conditions(rest)
+            if found is None or (out and not found[0]):
+                break
+            out.append(LayoutRule(op, inputs, found[0], Evidence(len(records[(op, key)]), len(rest), found[1])))
+            rest = [(layer, label) for layer, label in rest if not all(c.holds(layer) for c in found[0])]
+            if not found[0]:
+                break
+        return out
 
     return Layouts(
         to_blocked,
@@ -601,8 +611,11 @@ def _key_conditions(
     return (conditions, best) if best > never else None
 
 
+MAX_LAYOUT_RULES = 2
+
 SHAPE_CANDIDATES: tuple[ShapeCondition, ...] = (
     *(ShapeCondition(v, "mod", m) for v in ("in_c", "out_c") for m in (2, 4, 8, 16, 32)),
+    *(ShapeCondition(v, "lt", t) for v in ("in_c", "out_c") for t in (4, 8, 16)),
     *(ShapeCondition(v, "nmod", m) for v in ("in_c", "out_c") for m in (4, 8, 16)),
     *(ShapeCondition(v, "ge", t) for v in ("in_c", "out_c") for t in (2, 4, 8, 16, 32, 64)),
     ShapeCondition("group", "eq", 1),

@@ -209,7 +209,7 @@ class MergeRule:
 
 
 SHAPE_VALUES = ("in_c", "out_c", "group")
-SHAPE_TESTS = ("mod", "ge", "eq", "nmod")
+SHAPE_TESTS = ("mod", "ge", "eq", "nmod", "lt")
 
 
 def shape_value(layer: Layer, value: str) -> int:
@@ -225,7 +225,7 @@ def shape_value(layer: Layer, value: str) -> int:
 @dataclass(frozen=True)
 class ShapeCondition:
     """A test on the anchor's primary layer: ``value % arg == 0`` (mod), ``!= 0`` (nmod), ``value >= arg`` (ge),
-    ``== arg`` (eq)."""
+    ``value < arg`` (lt), ``== arg`` (eq)."""
 
     value: str
     test: str
@@ -237,6 +237,8 @@ class ShapeCondition:
             return x % self.arg == 0
         if self.test == "nmod":
             return x % self.arg != 0
+        if self.test == "lt":
+            return x < self.arg
         return x >= self.arg if self.test == "ge" else x == self.arg
 
     def __str__(self) -> str:
@@ -244,6 +246,7 @@ class ShapeCondition:
             "mod": f"{self.value} % {self.arg} == 0",
             "nmod": f"{self.value} % {self.arg} != 0",
             "ge": f"{self.value} >= {self.arg}",
+            "lt": f"{self.value} < {self.arg}",
         }.get(self.test, f"{self.value} == {self.arg}")
 
     def to_dict(self) -> dict[str, Any]:
