@@ -132,3 +132,32 @@ def test_learns_and_applies_merges_of_repeated_computations() -> None:
     assert [e.primary.op for e in mapped.executed] == ["Conv", "Relu", "Conv", "Conv", "Add"]
     assert mapped.removed == ("relu_3",) and mapped.rule_hits["merge:Relu"] == 1
     assert learn_rules([record(c, False) for c in (8, 16, 24)]).merges == ()
+
+
+def test_a_second_layout_rule_covers_what_the_first_leaves_out() -> None:
+    """ONNX Runtime's NCHWc convolution also takes a plain input of very few channels (a network's first layer),
+    without a conversion: learned as a second rule for the same op and input layout (any rule holding suffices)."""
+    records = _campaign()
+    for c in (1, 2, 3):
+        b = hwsynth.Builder(f"stem{c}", (1, c, 8, 8))
+        g = b.graph(b.flatten(b.conv(b.conv(b.input, 16), 16)))
+        conv0, conv1, flat = (layer.name for layer in g.layers)
+        records.append(_profiled(g, [(conv0, "Conv", (conv0,), f"{NCHWC}:Conv"), (conv1, "Conv", (conv1,), f"{NCHWC}:Conv"),
+                                     ("ro", "ReorderOutput", (), f"{NCHWC}:ReorderOutput"),
+                                     (flat, "Flatten", (flat,), "ai.onnx:Flatten")]))
+    for c in (12, 20, 28):  # unaligned inputs of more channels run plain, whatever the output
+        b = hwsynth.Builder(f"wide{c}", (1, c, 8, 8))
+        g = b.graph(b.conv(b.input, 16))
+        conv = g.layers[0].name
+        records.append(_profiled(g, [(conv, "Conv", (conv,), "ai.onnx:Conv")]))
+    layouts = learn_rules(records).layouts
+    assert layouts is not None
+    plain = [r for r in layouts.blocked if (r.op, r.inputs) == ("Conv", "plain")]
+    assert [str(c) for c in plain[0].conditions] == ["in_c % 8 == 0"] and len(plain) == 2
+    assert all(c.test == "lt" for c in plain[1].conditions)
+    rules = MappingRules(layouts=layouts)
+    b = hwsynth.Builder("net", (1, 3, 8, 8))  # a stem on 3 channels: blocked from the start, converted only at the end
+    assert _ops(b.graph(b.flatten(b.conv(b.conv(b.input, 16), 16))), rules) == ["Conv", "Conv", "ReorderOutput", "Flatten"]
+    b = hwsynth.Builder("net", (1, 12, 8, 8))  # 12 channels: neither rule holds, so plain
+    assert _ops(b.graph(b.flatten(b.conv(b.input, 16))), rules) == ["Conv", "Flatten"]
+    assert ShapeCondition("in_c", "lt", 4).holds(b.graph(b.conv(b.input, 16)).layers[0]) is False

@@ -198,6 +198,7 @@ def calibrate_here(
     from annette.backends import get_backend
     from annette.bench.campaign import measure_configs
     from annette.bench.store import BenchStore
+    from annette.estimate import estimate_many
     from annette.fit import fit_overhead
 
     if not minutes > 0 or not math.isfinite(minutes):
@@ -230,8 +231,9 @@ def calibrate_here(
         raise AnnetteError(f"only {len(records)} calibration records measured in {minutes} min; give it more time")
     say(f"fitting on {len(records)} records")
     new_overhead = fit_overhead(records) if any(r.profile for r in records) else hw.overhead
-    test = [r for r in records if int(r.config_id[:6], 16) % HOLDOUT == 0 and r.family != "node_chain"]
-    train = [r for r in records if r not in test]
+    held = {r.config_id for r in records if int(r.config_id[:6], 16) % HOLDOUT == 0 and r.family != "node_chain"}
+    test = [r for r in records if r.config_id in held]
+    train = [r for r in records if r.config_id not in held]
 
     def fit(rs: Sequence[Any]) -> tuple[dict[str, float], float, Overhead]:
         scales, default = _per_type_scales(rs, hw, kind)
@@ -239,19 +241,20 @@ def calibrate_here(
         terms = _terms(graphs, hw, kind)
         return scales, default, _refit_overhead(terms, measured, scales, default, new_overhead)
 
+    method = (f"per-type factors: time-weighted median of observed/predicted profiled kernel time, shrunk to the "
+              f"global factor by {SHRINK:g} pseudo-samples; overheads refitted on {len(records)} whole records")
     before = after = None
-    if len(test) >= 5:
+    if len(test) >= 5:  # scored as estimated: the base, and a calibration fitted without the held-out records
         scales, default, ov = fit(train)
         graphs, measured = _graphs_times(test)
-        terms = _terms(graphs, hw, kind)
-        before = compute_metrics(measured, _predict(terms, {}, 1.0, hw.overhead))
-        after = compute_metrics(measured, _predict(terms, scales, default, ov))
+        held_out = _calibrated(hw, target=target, overhead=ov, scales=scales, default=default, n=len(train),
+                               source="", method=method, report=None, name=name)
+        before = compute_metrics(measured, [e.total_ms for e in estimate_many(graphs, hw, kind=kind)])
+        after = compute_metrics(measured, [e.total_ms for e in estimate_many(graphs, held_out, kind=kind)])
     scales, default, ov = fit(records)
     elapsed = time.perf_counter() - start
     report = CalibrationReport(len(records), elapsed, scales, default, ov, before, after,
                                None if tmp is not None else str(store_dir))
-    method = (f"per-type factors: time-weighted median of observed/predicted profiled kernel time, shrunk to the "
-              f"global factor by {SHRINK:g} pseudo-samples; overheads refitted on {len(records)} whole records")
     new = _calibrated(hw, target=target, overhead=ov, scales=scales, default=default, n=len(records),
                       source=f"{len(records)} micro-benchmarks, blocks and node chains measured on this machine "
                              f"({elapsed / 60:.1f} min)",
@@ -404,14 +407,18 @@ def calibrate_measured(
     kind = kind if kind in hw.kinds else hw.kinds[-1]
     terms = _terms([g for _, g, _ in measured], hw, kind)
     m = np.array([ms for _, _, ms in measured], dtype=np.float64)
+    from annette.estimate import estimate_many
+
+    graphs = [g for _, g, _ in measured]
     loo = np.zeros_like(m)
     for i in range(len(m)):  # leave-one-out: each network estimated by a calibration without it
         keep = np.arange(len(m)) != i
         sub = _Terms([terms.kernel[j] for j in np.flatnonzero(keep)], terms.nodes[keep])
         scales_i, default_i, ov_i = _fit_measured(sub, m[keep], hw)
-        one = _Terms([terms.kernel[i]], terms.nodes[i : i + 1])
-        loo[i] = _predict(one, scales_i, default_i, ov_i)[0]
-    before = compute_metrics(m, _predict(terms, {}, 1.0, hw.overhead))
+        hw_i = _calibrated(hw, target=hw.target, overhead=ov_i, scales=scales_i, default=default_i, n=len(m) - 1,
+                           source="", method="", report=None, name=None)
+        loo[i] = estimate_many([graphs[i]], hw_i, kind=kind)[0].total_ms
+    before = compute_metrics(m, [e.total_ms for e in estimate_many(graphs, hw, kind=kind)])
     after = compute_metrics(m, loo)
     scales, default, ov = _fit_measured(terms, m, hw)
     report = CalibrationReport(len(m), time.perf_counter() - start, scales, default, ov, before, after)
@@ -428,11 +435,12 @@ def calibrate_measured(
 
 
 def _calibrated(hw: HardwareModel, *, target: Any, overhead: Overhead, scales: Mapping[str, float], default: float,
-                n: int, source: str, method: str, report: CalibrationReport, name: str | None) -> HardwareModel:
+                n: int, source: str, method: str, report: CalibrationReport | None, name: str | None) -> HardwareModel:
     from datetime import datetime, timezone
 
-    validation = {"before": None if report.before is None else report.before.to_dict(),
-                  "after": None if report.after is None else report.after.to_dict()}
+    validation = {} if report is None else {
+        "before": None if report.before is None else report.before.to_dict(),
+        "after": None if report.after is None else report.after.to_dict()}
     calibration = Calibration(scales=dict(scales), default_scale=default, base=hw.name, source=source, n_records=n,
                               method=method, machine=target.to_dict(), validation=validation)
     provenance = {**hw.provenance, "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
