@@ -70,7 +70,7 @@ def sim_records(tmp_path_factory: pytest.TempPathFactory) -> list[BenchRecord]:
     store_dir = tmp_path_factory.mktemp("sim")
     target = get_backend(SIM).describe()
     rng = np.random.default_rng(0)
-    configs = [make_config(f, sample_params(f, rng), target.key) for f in ["conv"] * 60 + ["relu"] * 20 + ["conv_bn_relu"] * 30]
+    configs = [make_config(f, sample_params(f, rng), target.key) for f in ["conv"] * 80 + ["relu"] * 30 + ["conv_bn_relu"] * 40]
     with BenchStore(store_dir) as store:
         measure_configs(store, configs, backend=SIM, backend_options={}, target=target, profile_runs=1)
         return list(store.records())
