@@ -97,7 +97,8 @@ def test_calibrate_here_recovers_a_known_scale_change(sim_records: list[BenchRec
     graphs = [graph_from_onnx(m) for _, m in validation_networks(4)]
     old = np.array([e.total_ms for e in estimate_many(graphs, base, kind="statistical")])
     cal = np.array([e.total_ms for e in estimate_many(graphs, new, kind="statistical")])
-    assert np.all(cal / old > 1.3)
+    assert float(cal.sum() / old.sum()) == pytest.approx(1.6, rel=0.15)  # the large ones: kernels 1.6x slower
+    assert np.all(cal / old > 1.15)  # the smallest too, where a (partly scaled) per-run cost weighs in
     again = HardwareModel.from_dict(json.loads(json.dumps(new.to_dict())))
     assert [e.total_ms for e in estimate_many(graphs, again, kind="statistical")] == list(cal)
 

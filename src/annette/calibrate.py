@@ -111,9 +111,10 @@ def _node_ms(overhead: Overhead) -> float:
 
 
 def _overhead(node_ms: float, per_run_ms: float, prior: Overhead, n: int, method: str) -> Overhead:
-    """An overhead whose per-node effect is ``node_ms``: per_node >= 0, the profiler's cost the prior's or more."""
+    """An overhead whose per-node effect is ``node_ms`` where it can be: the profiler's cost is the prior's (what
+    the profiles say; a calibration does not invent a larger one), and per_node = node_ms + that, at least 0."""
     per_node = max(0.0, node_ms + prior.profiler_node_ms)
-    return Overhead(per_node, max(0.0, per_run_ms), n, method, profiler_node_ms=per_node - node_ms)
+    return Overhead(per_node, max(0.0, per_run_ms), n, method, profiler_node_ms=prior.profiler_node_ms)
 
 
 def _predict(terms: _Terms, scales: Mapping[str, float], default: float, overhead: Overhead) -> np.ndarray:
