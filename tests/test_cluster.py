@@ -193,14 +193,17 @@ def test_worker_killed_mid_campaign_loses_nothing(cluster: LocalCluster, tmp_pat
             killed.set()
             cluster.kill("w3")  # it has its next batch already: killed mid-batch
 
-    kw = dict(backend="simulated", backend_options={"scale": 0.1}, seed=8, plan_size=40, protocol=QUICK, profile_runs=1)
+    # long enough that the victim's own measuring process (spawned at its first batch) starts before the two warm
+    # workers have measured everything
+    N = 160
+    kw = dict(backend="simulated", backend_options={"scale": 0.1}, seed=8, plan_size=N, protocol=QUICK, profile_runs=1)
     r = run_campaign(tmp_path / "s", cluster=ClusterSpec(cluster.address, "sim", batch_size=2), progress=progress, **kw)
     assert killed.is_set(), "the victim worker never measured a batch"
     assert r.stopped_by == "plan" and r.pending == 0 and r.workers_lost == 1  # type: ignore[attr-defined]
-    assert r.measured == 40 and r.failed == 0
+    assert r.measured == N and r.failed == 0
     assert [w.alive for w in r.workers if w.address == victim] == [False]  # type: ignore[attr-defined]
     recs = _records(tmp_path / "s")
-    assert set(recs) == _plan_ids("simulated", {"scale": 0.1}, 8, 40) and len(recs) == 40
+    assert set(recs) == _plan_ids("simulated", {"scale": 0.1}, 8, N) and len(recs) == N
 
 
 def test_last_worker_of_a_label_lost_leaves_pending_then_resume_completes(cluster: LocalCluster, tmp_path: Path) -> None:
