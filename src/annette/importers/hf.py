@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +32,13 @@ import onnx
 
 from annette.errors import AnnetteError, ModelFileError
 from annette.graph.ir import Graph
+from annette.importers.zoo import cache_dir, load_cached, save_cached
 from annette.registry import Registry
 
 log = logging.getLogger(__name__)
 
 SEED = 0
 DEFAULT_SEQ = 128
-PROTOBUF_LIMIT_BYTES = 1_900_000_000
 OPTIONS = ("seq", "layers")
 
 
@@ -178,8 +177,6 @@ def _version(package: str) -> str:
 
 def cache_path(spec: str, *, batch: int = 1) -> Path:
     """Where the export of ``hf:spec`` at ``batch`` is cached."""
-    from annette.importers.zoo import cache_dir
-
     parsed = parse_spec(spec)
     return cache_dir() / (
         f"hf_{parsed.key}_b{batch}_torch{_version('torch')}_transformers{_version('transformers')}.onnx"
@@ -229,31 +226,15 @@ def export_onnx(spec: str, *, batch: int = 1) -> onnx.ModelProto:
         raise ModelFileError(f"batch must be a positive integer, got {batch}")
     parsed = parse_spec(spec)
     path = cache_path(spec, batch=batch)
-    if path.is_file():
-        try:
-            return onnx.load_model(str(path))
-        except Exception as exc:  # protobuf DecodeError: a cache file cut short by an interrupted write
-            log.warning("ignoring the unreadable cached export %s (%s)", path, exc)
+    cached = load_cached(path)
+    if cached is not None:
+        return cached
     from annette.importers.torch import onnx_from_module
 
     log.info("exporting %s at batch %d (first use; cached in %s)", parsed.label, batch, path)
     module, example = _build(parsed, batch)
     proto = onnx_from_module(module, example, name=parsed.label)
-    return _save(proto, path)
-
-
-def _save(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
-    """Write ``proto`` to ``path`` atomically (weights over protobuf's 2 GiB limit in a side file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    if sum(len(t.raw_data) for t in proto.graph.initializer) < PROTOBUF_LIMIT_BYTES:
-        onnx.save_model(proto, str(tmp))
-        tmp.replace(path)
-        return proto
-    data = path.with_name(path.name + ".data")
-    onnx.save_model(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name)
-    tmp.replace(path)
-    return onnx.load_model(str(path))
+    return save_cached(proto, path)
 
 
 def graph_from_hf(spec: str, *, batch: int = 1) -> Graph:

@@ -98,11 +98,9 @@ def export_onnx(name: str, *, batch: int = 1) -> onnx.ModelProto:
     if batch <= 0:
         raise ModelFileError(f"batch must be a positive integer, got {batch}")
     path = _cache_path(name, batch)
-    if path.is_file():
-        try:
-            return onnx.load_model(str(path))
-        except Exception as exc:  # protobuf DecodeError: a cache file cut short by an interrupted write
-            log.warning("ignoring the unreadable cached export %s (%s)", path, exc)
+    cached = load_cached(path)
+    if cached is not None:
+        return cached
     import torch
     import torchvision
 
@@ -113,14 +111,30 @@ def export_onnx(name: str, *, batch: int = 1) -> onnx.ModelProto:
         torch.manual_seed(SEED)
         module = torchvision.models.get_model(name, weights=None, **_CONSTRUCTOR_OPTIONS.get(name, {}))
     proto = onnx_from_module(module, (torch.zeros(batch, 3, size, size),), name=name)
+    return save_cached(proto, path)
+
+
+def load_cached(path: Path) -> onnx.ModelProto | None:
+    """The cached export at ``path``; None where there is none or it cannot be read (a cache file cut short by an
+    interrupted write is ignored, and written again)."""
+    if not path.is_file():
+        return None
+    try:
+        return onnx.load_model(str(path))
+    except Exception as exc:  # protobuf DecodeError
+        log.warning("ignoring the unreadable cached export %s (%s)", path, exc)
+        return None
+
+
+def save_cached(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+    """Write an export to ``path`` atomically; weights over protobuf's 2 GiB limit (ViT-H/14, RegNet-Y-128GF) go
+    to a side file next to it. Returns the model as it is to be used (reloaded in that case)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
-    if weight_bytes < PROTOBUF_LIMIT_BYTES:
+    if sum(len(t.raw_data) for t in proto.graph.initializer) < PROTOBUF_LIMIT_BYTES:
         onnx.save_model(proto, str(tmp))
         tmp.replace(path)
         return proto
-    # over protobuf's 2 GiB limit (ViT-H/14, RegNet-Y-128GF): weights go to a side file next to the model
     data = path.with_name(path.name + ".data")
     onnx.save_model(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name)
     tmp.replace(path)
