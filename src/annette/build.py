@@ -37,6 +37,7 @@ import numpy as np
 
 from annette.bench.blocks import FAMILIES, build_model, sample_params, stage_families
 from annette.bench.campaign import CampaignProgress, CampaignResult, measure_configs, run_campaign
+from annette.bench.context_blocks import chain_plan
 from annette.bench.records import BenchRecord
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, make_config, refine
@@ -225,7 +226,7 @@ def run_build(
     # 2-4. the other measured stages
     plans = {
         "context": stage_plan("context", target.key, seed=seed, size=4000),
-        "overhead": [make_config("node_chain", p, target.key, "overhead") for p in _chain_plan()],
+        "overhead": [make_config("node_chain", p, target.key, "overhead") for p in chain_plan()],
         "cache": stage_plan("cache", target.key, seed=seed, size=400, max_cost=math.inf),
     }
     with BenchStore(out) as store:
@@ -326,12 +327,6 @@ class _Spent:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.values))
             tmp.replace(self.path)
-
-
-def _chain_plan() -> list[dict[str, Any]]:
-    from annette.bench.context_blocks import chain_plan
-
-    return chain_plan()
 
 
 def _refine_round(records: Sequence[BenchRecord], target_key: str, *, seed: int) -> tuple[list[BenchConfig], str]:

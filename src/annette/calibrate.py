@@ -235,12 +235,15 @@ def calibrate_here(
     held = {r.config_id for r in records if int(r.config_id[:6], 16) % HOLDOUT == 0 and r.family != "node_chain"}
     test = [r for r in records if r.config_id in held]
     train = [r for r in records if r.config_id not in held]
+    all_graphs, all_measured = _graphs_times(records)
+    all_terms = _terms(all_graphs, hw, kind)  # the base's terms of every record, once
+    position = {r.config_id: i for i, r in enumerate(records)}
 
     def fit(rs: Sequence[Any]) -> tuple[dict[str, float], float, Overhead]:
         scales, default = _per_type_scales(rs, hw, kind)
-        graphs, measured = _graphs_times(rs)
-        terms = _terms(graphs, hw, kind)
-        return scales, default, _refit_overhead(terms, measured, scales, default, new_overhead)
+        idx = np.array([position[r.config_id] for r in rs], dtype=np.intp)
+        terms = _Terms([all_terms.kernel[i] for i in idx], all_terms.nodes[idx])
+        return scales, default, _refit_overhead(terms, all_measured[idx], scales, default, new_overhead)
 
     method = (f"per-type factors: time-weighted median of observed/predicted profiled kernel time, shrunk to the "
               f"global factor by {SHRINK:g} pseudo-samples; overheads refitted on {len(records)} whole records")
