@@ -387,7 +387,7 @@ def target_mismatch(target: Target) -> str | None:
     """What differs between a local target a bundle was fitted on (a CPU, run by a runtime installed here) and this
     machine, in one sentence; None where nothing does, or for targets that are not this machine's kind (GPUs,
     imported tables and other foreign devices, ``backend == "external"``, the simulated backend)."""
-    from annette.backends.base import cpu_isa, cpu_model
+    from annette.backends.base import cpu_id, cpu_isa, cpu_model
 
     if target.device != "cpu" or target.backend in ("external", "simulated"):
         return None
@@ -398,6 +398,12 @@ def target_mismatch(target: Target) -> str | None:
     isa, local_isa = target.extra.get("isa"), cpu_isa()
     if isa is not None and isa != local_isa:
         diffs.append(f"ISA {isa or 'none'} (this machine: {local_isa or 'none'})")
+    ident, local_ident = target.extra.get("cpu_id"), cpu_id()
+    if target.device_model == here and local_ident and ident != local_ident:
+        # one model name, another CPU: bundles fitted before the identity was recorded say nothing of theirs
+        diffs.append(f"CPU {ident!r} (this machine: {local_ident!r})" if ident else
+                     f"CPU of unrecorded identity (this machine: {local_ident!r}; virtual machines name CPUs of "
+                     "different generations alike)")
     try:
         installed = metadata.version(target.runtime)
     except metadata.PackageNotFoundError:
@@ -409,7 +415,7 @@ def target_mismatch(target: Target) -> str | None:
         diffs.append(f"{target.threads} threads (this machine has {cpus} logical CPUs)")
     if not diffs:
         return None
-    here_target = replace(target, device_model=here, extra={**target.extra, "isa": local_isa},
+    here_target = replace(target, device_model=here, extra={**target.extra, "isa": local_isa, "cpu_id": local_ident},
                           runtime_version=installed or target.runtime_version)
     closer = [n for n, t in _shipped_targets().items() if t.key == target.key and t.runtime == target.runtime
               and target_mismatch_fields(t, here_target) < target_mismatch_fields(target, here_target)]
@@ -420,9 +426,9 @@ def target_mismatch(target: Target) -> str | None:
 
 
 def target_mismatch_fields(a: Target, b: Target) -> int:
-    """How many of CPU model, ISA and runtime version differ between two targets."""
-    return (a.device_model != b.device_model) + (a.extra.get("isa") != b.extra.get("isa")) + (
-        a.runtime_version != b.runtime_version)
+    """How many of CPU model, CPU identity, ISA and runtime version differ between two targets."""
+    return (a.device_model != b.device_model) + (a.extra.get("cpu_id") != b.extra.get("cpu_id")) + (
+        a.extra.get("isa") != b.extra.get("isa")) + (a.runtime_version != b.runtime_version)
 
 
 @functools.lru_cache(maxsize=1)

@@ -116,8 +116,36 @@ def cpu_isa() -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_id() -> str:
+    """The CPU's identity beyond its model string: vendor, family/model/stepping and cache size, e.g.
+    "AuthenticAMD 25/17/1 1024 KB". Virtual machines often report a bare "AMD EPYC" model name for CPUs of
+    different generations (a Zen 4 and a newer part ran 2x apart on large convolutions under that one name);
+    these fields tell them apart. "" where /proc/cpuinfo does not say."""
+    wanted = ("vendor_id", "cpu family", "model", "stepping", "cache size")
+    found: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in wanted and key not in found:
+                    found[key] = value.strip()
+                if not line.strip() and found:
+                    break
+    except OSError:
+        return ""
+    if "cpu family" not in found:
+        return ""
+    return (f"{found.get('vendor_id', '')} {found['cpu family']}/{found.get('model', '?')}/"
+            f"{found.get('stepping', '?')} {found.get('cache size', '')}").strip()
+
+
 def cpu_extra() -> dict[str, str]:
-    return {"isa": cpu_isa(), "logical_cpus": str(os.cpu_count() or 0)}
+    extra = {"isa": cpu_isa(), "logical_cpus": str(os.cpu_count() or 0)}
+    if cpu_id():
+        extra["cpu_id"] = cpu_id()
+    return extra
 
 
 def check_threads(threads: int) -> int:
