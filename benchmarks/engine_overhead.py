@@ -53,6 +53,7 @@ def overhead(rounds: int) -> None:
 
 def breakdown(n: int) -> None:
     from annette.importers.onnx import graph_from_onnx
+    from annette.mapping.observed import link_profile
 
     backend = get_backend("onnxruntime", threads=1)
     stages: dict[str, list[float]] = {k: [] for k in ("build", "import_ir", "prepare", "measure", "profile")}
@@ -60,13 +61,13 @@ def breakdown(n: int) -> None:
         t0 = time.perf_counter()
         model = build_model(cfg.family, cfg.params, name=cfg.model_name)
         t1 = time.perf_counter()
-        graph_from_onnx(model)
+        graph = graph_from_onnx(model)
         t2 = time.perf_counter()
-        prepared = backend.prepare(model)
+        prepared = backend.prepare(model, graph)
         t3 = time.perf_counter()
         measure(prepared)
         t4 = time.perf_counter()
-        prepared.profile(10)
+        link_profile(graph, prepared.profile(10))
         t5 = time.perf_counter()
         for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
             stages[key].append(dt * 1000.0)

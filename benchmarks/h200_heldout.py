@@ -52,7 +52,7 @@ def zoo() -> dict[str, Any]:
     from annette.estimate import estimate_many
     from annette.hardware import HardwareModel
     from annette.importers import load_model
-    from annette.importers.zoo import TORCHVISION_MODELS
+    from annette.torchvision_models import TORCHVISION_MODELS
 
     graphs = []
     for name in TORCHVISION_MODELS:

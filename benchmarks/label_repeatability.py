@@ -20,7 +20,8 @@ import time
 from annette.backends import get_backend
 from annette.backends.base import cpu_model
 from annette.bench.blocks import build_model
-from annette.bench.runner import STATISTICS, measure
+from annette.bench.runner import measure
+from annette.stats import STATISTICS
 
 TORCHVISION = ("resnet18", "mobilenet_v2", "squeezenet1_1", "shufflenet_v2_x1_0")
 BLOCKS = (

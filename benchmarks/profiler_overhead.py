@@ -21,6 +21,7 @@ import numpy as np
 from annette.backends import get_backend
 from annette.bench.blocks import NetBuilder
 from annette.bench.runner import DEFAULT_PROTOCOL, measure
+from annette.stats import label_of
 
 
 def chain(op: str, n: int, c: int = 16, h: int = 8) -> object:
@@ -51,8 +52,8 @@ def main() -> None:
         for n in args.sizes:
             prepared = be.prepare(chain(op, n))
             plain = measure(prepared, DEFAULT_PROTOCOL).label_ms
-            nodes = prepared.profile(20)
-            kernel = sum(p.time_ms for p in nodes)
+            nodes = [p for p in prepared.profile(20) if p.ran]
+            kernel = sum(label_of(p.times_ms) for p in nodes)
             rows.append((n, len(nodes), plain, kernel))
         n_exec = np.array([r[1] for r in rows], dtype=float)
         plain = np.array([r[2] for r in rows])

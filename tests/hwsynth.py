@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annette.bench.records import BenchRecord, Measurement, NodeProfile, Target
 from annette.graph.accounting import account
 from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.layers.refined import efficiency
+from annette.records import BenchRecord, Measurement, NodeProfile, Target
 
 RUN_MS = 0.010
 NODE_MS = 0.004

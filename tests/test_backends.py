@@ -1,19 +1,22 @@
-"""Backends: one contract for every registered backend, plus each runtime's rewrites seen in its profile."""
+"""Backends: one contract for every registered backend, plus each runtime's rewrites seen in its profile (the
+raw executed nodes linked to the graph by ``annette.mapping.observed``)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from annette.backends import BACKENDS, get_backend
-from annette.backends.base import link_layers, random_inputs, resolve_runtime_name
+from annette.backends.base import random_inputs
 from annette.backends.simulated import simulate
 from annette.bench.blocks import build_model
-from annette.bench.records import NodeProfile, Target
 from annette.errors import BackendError, UnknownNameError
 from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.importers.onnx import graph_from_onnx
+from annette.mapping.observed import link_layers, link_profile, resolve_runtime_name
+from annette.records import ExecutedNode, NodeProfile, Target
 
 CBR = {"n": 1, "cin": 8, "h": 16, "w": 16, "cout": 16, "k": 3, "stride": 1, "pad": 1, "dilation": 1, "groups": 1,
        "act": "relu"}
@@ -22,6 +25,11 @@ ONNX_BACKENDS = [n for n in BACKENDS.names() if n != "torch"]
 
 def _available(name: str) -> bool:
     return bool(BACKENDS.get(name)().is_available())
+
+
+def _linked_profile(backend: Any, model: Any, runs: int) -> tuple[NodeProfile, ...]:
+    graph = graph_from_onnx(model)
+    return link_profile(graph, backend.prepare(model, graph).profile(runs))
 
 
 @pytest.mark.parametrize("name", ONNX_BACKENDS)
@@ -34,11 +42,14 @@ def test_backend_contract(name: str) -> None:
     assert target.backend == name and target.threads == 1 and target.batch == 1
     assert target.runtime_version and target.device_model and target.precision == "fp32"
     model = build_model("conv_bn_relu", CBR, name="cbr")
-    prepared = backend.prepare(model)
-    prepared.run()
-    profile = prepared.profile(3)
-    assert profile and all(isinstance(p, NodeProfile) and p.time_ms >= 0 for p in profile)
     graph = graph_from_onnx(model)
+    prepared = backend.prepare(model, graph)
+    prepared.run()
+    raw = prepared.profile(3)
+    assert raw and all(isinstance(p, ExecutedNode) and all(t >= 0 for t in p.times_ms) for p in raw)
+    profile = link_profile(graph, raw)
+    assert profile and all(isinstance(p, NodeProfile) and p.time_ms >= 0 for p in profile)
+    assert [p.node for p in profile] == [p.node for p in raw if p.ran]
     covered = [layer for p in profile for layer in p.covers]
     assert set(covered) <= set(graph.by_name)
     assert len(covered) == len(set(covered)), "a layer is covered by two executed nodes"
@@ -85,7 +96,7 @@ def test_random_inputs_shapes_and_symbolic_dims() -> None:
 
 def test_onnxruntime_profile_shows_nchwc_reorders_and_residual_fusion() -> None:
     model = build_model("residual", {"n": 1, "c": 16, "h": 14, "w": 14}, name="res")
-    profile = get_backend("onnxruntime").prepare(model).profile(3)
+    profile = _linked_profile(get_backend("onnxruntime"), model, 3)
     by_cover = {layer: p for p in profile for layer in p.covers}
     # BN folded into each Conv, the first Relu fused; the inserted layout reorders implement no layer
     assert set(by_cover["conv"].covers) == {"conv", "bn", "relu"}
@@ -98,10 +109,10 @@ def test_onnxruntime_profile_shows_nchwc_reorders_and_residual_fusion() -> None:
 def test_onnxruntime_split_and_swish_fusion_are_linked() -> None:
     ort = get_backend("onnxruntime")
     # ORT runs HardSwish as two kernels (HardSigmoid, Mul): both implement the one layer
-    split = ort.prepare(build_model("hardswish", {"shape": [1, 16, 8, 8]}, name="hs")).profile(2)
+    split = _linked_profile(ort, build_model("hardswish", {"shape": [1, 16, 8, 8]}, name="hs"), 2)
     assert len(split) == 2 and all(p.covers == ("hardswish",) for p in split)
     # x * sigmoid(x) after a Conv+BN: the Sigmoid and the Mul end in one fused node
-    prof = ort.prepare(build_model("conv_bn_relu", {**CBR, "act": "silu"}, name="cbs")).profile(2)
+    prof = _linked_profile(ort, build_model("conv_bn_relu", {**CBR, "act": "silu"}, name="cbs"), 2)
     assert sorted(p.covers for p in prof if p.covers) == [("conv", "bn"), ("silu_sigmoid", "silu_mul")]
 
 
@@ -120,9 +131,15 @@ def test_simulated_closed_form_and_fusion() -> None:
     assert [n.covers for n in nodes] == [("conv", "bn", "relu")]
     flops = 589824 + 2 * 16 * 16 * 16 + 16 * 16 * 16  # conv + BN (2/elem) + Relu (1/elem)
     assert math.isclose(nodes[0].time_ms, 0.01 + flops / 1e6, rel_tol=1e-9)
-    prepared = get_backend("simulated", scale=0.2, call_ms=0.01).prepare(build_model("conv_bn_relu", CBR, name="cbr"))
+    sim = get_backend("simulated", scale=0.2, call_ms=0.01)
+    prepared = sim.prepare(build_model("conv_bn_relu", CBR, name="cbr"), graph)
     # the profile misses the per-call overhead, as real runtimes' profiles do
-    assert math.isclose(sum(p.time_ms for p in prepared.profile(1)) + 0.2 * 0.01, prepared.latency_ms)
+    profile = link_profile(graph, prepared.profile(1))
+    assert math.isclose(sum(p.time_ms for p in profile) + 0.2 * 0.01, prepared.latency_ms)
+    assert [p.covers for p in profile] == [("conv", "bn", "relu")]
+    assert sim.prepare(graph).latency_ms == prepared.latency_ms  # the Graph alone
+    with pytest.raises(BackendError, match="annette graph"):
+        sim.prepare(build_model("conv_bn_relu", CBR, name="cbr"))
     assert "for tests only" in get_backend("simulated").describe().device_model
 
 
@@ -163,6 +180,38 @@ def test_link_layers_on_runtime_names() -> None:
     assert covers == {"HardSigmoid_1": {"hs"}, "Mul_2": {"hs"}}
 
 
+def test_link_profile_reads_each_naming() -> None:
+    t = {n: TensorSpec(n, (1, 4, 8, 8)) for n in ("x", "c", "b", "r", "c2", "a", "r2")}
+    w = (TensorSpec("w", (4, 4, 3, 3)),)
+    graph = Graph("g", (t["x"],), (
+        Layer("conv", "Conv", (t["x"],), (t["c"],), w),
+        Layer("bn", "BatchNormalization", (t["c"],), (t["b"],)),
+        Layer("relu", "Relu", (t["b"],), (t["r"],)),
+        Layer("conv2", "Conv", (t["r"],), (t["c2"],), w),
+        Layer("add", "Add", (t["c2"], t["r"]), (t["a"],)),
+        Layer("relu2", "Relu", (t["a"],), (t["r2"],)),
+    ), ("r2",)).validate()
+    # ONNX Runtime: nodes under their own names, resolved with their op type; an inserted reorder covers none;
+    # the label is the minimum over the profiled runs
+    ort = [ExecutedNode("ReorderInput", "ReorderInput", (0.1,), ("ReorderInput",), "node", inserted=True),
+           ExecutedNode("r_nchwc", "Conv", (1.0, 0.8), ("r_nchwc",), "node"),
+           ExecutedNode("c2_nchwc", "Conv", (2.0,), ("c2_nchwc",), "node", exec_type="com.microsoft.nchwc:Conv")]
+    profile = link_profile(graph, ort)
+    assert [(p.node, p.time_ms, p.covers) for p in profile] == [
+        ("ReorderInput", 0.1, ()), ("r_nchwc", 0.8, ("conv", "bn", "relu")), ("c2_nchwc", 2.0, ("conv2", "add", "relu2"))]
+    assert profile[2].exec_type == "com.microsoft.nchwc:Conv"
+    # OpenVINO: the member names of each node; a renamed Conv joins its consumers' node; the layers of a node
+    # that did not run were removed, and that node is not in the profile
+    ov = [ExecutedNode("Multiply_1", "Convolution", (1.0,), ("bn", "relu")),
+          ExecutedNode("conv2", "Convolution", (1.0,), ("conv2", "add")),
+          ExecutedNode("relu2", "Eltwise", (), ("relu2",))]
+    assert [(p.node, p.covers) for p in link_profile(graph, ov)] == [
+        ("Multiply_1", ("conv", "bn", "relu")), ("conv2", ("conv2", "add"))]
+    # names that are not the model's link to nothing
+    torch_like = [ExecutedNode("0", "Conv2d", (1.0,), naming="none"), ExecutedNode("1", "ReLU", (1.0,), naming="none")]
+    assert [p.covers for p in link_profile(graph, torch_like)] == [(), ()]
+
+
 @pytest.mark.slow
 def test_torch_backend_modules_and_refuses_onnx() -> None:
     torch = pytest.importorskip("torch")
@@ -175,6 +224,9 @@ def test_torch_backend_modules_and_refuses_onnx() -> None:
     assert prepared.time_calls(3) > 0
     profile = prepared.profile(2)
     assert [(p.node, p.op_type) for p in profile] == [("0", "Conv2d"), ("1", "ReLU")]
+    # module paths name no graph layer: linked, the nodes cover none
+    graph = graph_from_onnx(build_model("conv_bn_relu", CBR, name="cbr"))
+    assert [p.covers for p in link_profile(graph, profile)] == [(), ()]
     target = backend.describe()
     assert (target.runtime, target.provider, target.device) == ("torch", "eager", "cpu")
     with pytest.raises(BackendError, match="fp16"):

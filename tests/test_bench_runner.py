@@ -7,17 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from annette.bench.runner import (
-    LABEL_STATISTIC,
-    TimingProtocol,
-    iqr_ratio,
-    label_of,
-    measure,
-    modified_z_outliers,
-    percentile,
-    stability_flags,
-)
+from annette.bench.runner import TimingProtocol, measure, stability_flags
 from annette.errors import BackendError
+from annette.stats import LABEL_STATISTIC, iqr_ratio, label_of, modified_z_outliers, percentile
 
 FAST = TimingProtocol(warmup_runs=2, min_sample_ms=0.5, min_samples=10, min_time_s=0.05, max_time_s=1.0)
 

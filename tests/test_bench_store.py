@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from annette.bench.records import BenchRecord, Measurement, NodeProfile, Target
 from annette.bench.store import STORE_FILE, BenchStore
 from annette.errors import BenchStoreError
+from annette.records import BenchRecord, Measurement, NodeProfile, Target
 
 TARGET = Target("simulated", "simulated", "sim", "annette-simulated", "0", "simulated", 1, "fp32")
 

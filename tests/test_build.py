@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from annette.bench.blocks import FAMILIES, build_model, sample_params
 from annette.bench.campaign import measure_configs
-from annette.bench.records import BenchRecord, Target
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, make_config
 from annette.build import STAGE_SHARES, _refine_round, run_build, stage_plan, validation_networks
@@ -25,6 +24,7 @@ from annette.estimate import estimate_many
 from annette.fit import fit_records
 from annette.hardware import HardwareModel, TargetMismatchWarning, target_mismatch
 from annette.importers.onnx import graph_from_onnx
+from annette.records import BenchRecord, Target
 
 SIM = "simulated"
 

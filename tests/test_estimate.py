@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import hwsynth
-from annette.bench.records import Target
 from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.estimate import estimate, estimate_many
 from annette.graph.ir import Graph, Layer, TensorSpec
@@ -17,6 +16,7 @@ from annette.layers import LayerModel
 from annette.layers.features import FEATURE_NAMES
 from annette.mapping import MappingRules
 from annette.mapping.rules import FusionRule, RemovalRule
+from annette.records import Target
 
 TARGET = Target("simulated", "cpu", "test", "none", "0", "none", 1, "fp32")
 

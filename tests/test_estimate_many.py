@@ -10,7 +10,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from annette.bench.records import Target
 from annette.estimate import estimate, estimate_many
 from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.hardware import HardwareModel, Overhead
@@ -22,6 +21,7 @@ from annette.layers.statistical import StatisticalModel
 from annette.mapping.apply import Mapper, apply
 from annette.mapping.mapped import ExecutedLayer
 from annette.mapping.rules import FusionRule, InsertionRule, MappingRules, RemovalRule, ShapeCondition
+from annette.records import Target
 from annette.spaces.nb201 import graph_from_arch, sample_archs
 
 TARGET = Target("simulated", "cpu", "test", "none", "0", "none", 1, "fp32")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from annette.bench.records import BenchRecord, Measurement, NodeProfile, Target
 from annette.errors import AnnetteError
 from annette.evaluate import metrics as M
 from annette.evaluate.report import (
@@ -33,6 +32,7 @@ from annette.evaluate.study import (
     type_errors,
 )
 from annette.graph.ir import Graph, Layer, TensorSpec
+from annette.records import BenchRecord, Measurement, NodeProfile, Target
 
 KINDS = ("roofline", "mixed")
 

@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from annette.backends.simulated import SimulatedBackend, simulate
-from annette.bench.records import BenchRecord, Measurement, NodeProfile
 from annette.evaluate import metrics as M
 from annette.evaluate.report import write_report
 from annette.evaluate.study import MEASUREMENTS_FILE, Progress, StudySettings, nb201_specs, run_study
+from annette.records import BenchRecord, Measurement, NodeProfile
 from annette.spaces import nb201
 
 SCALE = 0.2  # simulated networks run 0.2-5 ms

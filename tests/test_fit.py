@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import hwsynth
-from annette.bench.records import Measurement
 from annette.errors import BenchStoreError, HardwareModelError
 from annette.estimate import estimate, estimate_many
 from annette.fit import fit_cache, fit_overhead, fit_records, fit_store
 from annette.graph.ir import Layer
 from annette.hardware import CacheModel, HardwareModel
+from annette.records import Measurement
 
 KINDS = ("roofline", "refined", "mixed")
 

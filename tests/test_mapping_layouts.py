@@ -10,9 +10,9 @@ from dataclasses import replace
 import numpy as np
 
 import hwsynth
-from annette.bench.records import BenchRecord, NodeProfile
 from annette.mapping import MappingRules, apply, learn_rules
 from annette.mapping.rules import LayoutRule, Layouts, ShapeCondition
+from annette.records import BenchRecord, NodeProfile
 
 NCHWC = "com.microsoft.nchwc"
 ALIGNED = (ShapeCondition("in_c", "mod", 8),)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import hwsynth
-from annette.bench.records import NodeProfile
 from annette.errors import HardwareModelError
 from annette.mapping import MappingRules, apply, learn_rules, read_profile
 from annette.mapping.mapped import Flow
 from annette.mapping.rules import AttrCondition, FusionRule, RemovalRule
+from annette.records import NodeProfile
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ def test_recorded_heldout_accuracy(name: str) -> None:
 
 
 def test_split_is_seeded_and_per_kind() -> None:
-    from annette.bench.records import BenchRecord, Target
+    from annette.records import BenchRecord, Target
 
     t = Target("external", "cuda:0", "x", "torch", "0", "eager", 1, "fp32")
     recs = [BenchRecord(f"id{i}", "micro", "conv" if i % 3 else "add", {}, t, "ok") for i in range(60)]

@@ -8,7 +8,7 @@ pytest.importorskip("torchvision", reason="torchvision is not installed (pip ins
 
 from annette.graph.accounting import ZERO_COST_OPS, account_graph, supported_ops  # noqa: E402
 from annette.importers import load_model, model_to_onnx  # noqa: E402
-from annette.importers.zoo import TORCHVISION_MODELS  # noqa: E402
+from annette.torchvision_models import TORCHVISION_MODELS  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -38,12 +38,12 @@ import numpy as np
 from annette.bench.blocks import FAMILIES, build_model, sample_params, stage_families
 from annette.bench.campaign import CampaignProgress, CampaignResult, measure_configs, run_campaign
 from annette.bench.context_blocks import chain_plan
-from annette.bench.records import BenchRecord
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, make_config, refine
 from annette.errors import AnnetteError, BenchStoreError
 from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor
 from annette.hardware import HardwareModel
+from annette.records import BenchRecord
 
 if TYPE_CHECKING:
     from annette.bench.cluster import ClusterSpec
@@ -405,8 +405,9 @@ def validate(
     graphs = {}
     for name, model in nets:
         try:
-            prepared[name] = be.prepare(model)
-            graphs[name] = graph_from_onnx(model)
+            graph = graph_from_onnx(model)
+            prepared[name] = be.prepare(model, graph)
+            graphs[name] = graph
         except AnnetteError as exc:
             log.warning("validation network %s skipped: %s", name, exc)
     times: dict[str, list[float]] = {k: [] for k in prepared}

@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from annette.bench.records import BenchRecord
 from annette.errors import AnnetteError, ModelFileError
 from annette.evaluate.metrics import Metrics, compute_metrics
 from annette.graph.ir import Graph
 from annette.hardware import Calibration, HardwareModel, Overhead
+from annette.records import BenchRecord
 
 log = logging.getLogger(__name__)
 

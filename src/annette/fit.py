@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 import annette
-from annette.bench.records import BenchRecord, Target
 from annette.errors import HardwareModelError
 from annette.hardware import KIND_FALLBACKS, CacheModel, HardwareModel, Overhead
 from annette.layers import KINDS, LAYER_MODELS, LayerModel
@@ -43,6 +42,7 @@ from annette.mapping.apply import apply
 from annette.mapping.learn import learn_rules, read_profile
 from annette.mapping.mapped import ExecutedLayer
 from annette.mapping.rules import MappingRules
+from annette.records import BenchRecord, Target
 
 logger = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from annette import checks
-from annette.bench.records import Target
 from annette.errors import HardwareModelError, UnknownNameError
 from annette.layers import KINDS, LayerModel
 from annette.layers.features import ALL_FEATURE_NAMES, FEATURE_NAMES, FEATURES, ElementBits, type_fallbacks
 from annette.mapping.rules import MappingRules
+from annette.records import Target
 from annette.registry import Registry
 
 logger = logging.getLogger(__name__)

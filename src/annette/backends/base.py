@@ -1,13 +1,16 @@
 """The backend contract: prepare a model once (untimed), then run it (timed by ``annette.bench.runner``).
 
-A backend is a small object with ``name``, ``is_available()``, ``describe() -> Target`` and
-``prepare(model) -> Prepared``; a ``Prepared`` runs one inference per ``run()`` call on fixed random
-inputs and, where the runtime has a profiler, reports what it executed with ``profile(runs)``. The timing
-loop is not here: it lives once in ``annette.bench.runner``; a ``Prepared`` whose device has its own clock
-may add ``time_calls(n) -> ms`` (the torch backend on CUDA: CUDA events), which the runner then uses.
+A backend is a small object with ``name``, ``takes_specs``, ``is_available()``, ``describe() -> Target`` and
+``prepare(model, graph=None) -> Prepared``; a ``Prepared`` runs one inference per ``run()`` call on fixed random
+inputs and, where the runtime has a profiler, reports what it executed with ``profile(runs)``: raw
+``ExecutedNode`` entries in the runtime's own names, which the caller that holds the graph links to its layers
+(``annette.mapping.observed.link_profile``). The timing loop is not here: it lives once in
+``annette.bench.runner``; a ``Prepared`` whose device has its own clock may add ``time_calls(n) -> ms`` (the
+torch backend on CUDA: CUDA events), which the runner then uses.
 
 Backends are registered by name in ``BACKENDS`` (``annette.backends``); ``get_backend(name, **options)``
-builds one. A backend whose runtime is not installed raises ``BackendError`` when it is built.
+builds one. A backend whose runtime is not installed raises ``BackendError`` when it is built. Backends import
+the shared contracts only (records, graph, errors, registry): never the bench engine nor the importers.
 """
 
 from __future__ import annotations
@@ -16,15 +19,14 @@ import functools
 import inspect
 import os
 import platform
-import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from annette.bench.records import NodeProfile, Target
 from annette.errors import BackendError, UnknownNameError
 from annette.graph.ir import Graph
+from annette.records import ExecutedNode, Target
 from annette.registry import Registry
 
 if TYPE_CHECKING:
@@ -38,19 +40,25 @@ class Prepared(Protocol):
     def run(self) -> None:
         """Run one inference (blocking until the result is ready)."""
 
-    def profile(self, runs: int) -> tuple[NodeProfile, ...]:
-        """Run ``runs`` profiled inferences; return one entry per executed node, linked to graph layers."""
+    def profile(self, runs: int) -> tuple[ExecutedNode, ...]:
+        """Run ``runs`` profiled inferences; return one entry per runtime node, in the runtime's own names and
+        execution order, with its kernel time in each reported run (not linked to graph layers)."""
 
 
 @runtime_checkable
 class Backend(Protocol):
     name: str
+    # True when ``prepare`` runs a model spec itself (torch: "torchvision:NAME"): a caller hands it the spec,
+    # not the spec's ONNX form
+    takes_specs: bool
 
     def is_available(self) -> bool: ...
 
     def describe(self) -> Target: ...
 
-    def prepare(self, model: Any) -> Prepared: ...
+    def prepare(self, model: Any, graph: Graph | None = None) -> Prepared:
+        """Prepare ``model`` to run (untimed); ``graph`` is its annette IR where the caller holds it (the
+        simulated backend runs the graph; the runtimes ignore it)."""
 
 
 BackendFactory = Callable[..., Backend]
@@ -205,162 +213,3 @@ def as_model_proto(model: Any, backend: str) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
     raise BackendError(f"backend {backend!r} prepares an onnx.ModelProto, got {type(model).__name__}")
-
-
-# -- linking executed nodes to graph layers ---------------------------------------------------------------
-
-_RUNTIME_NAME_AFFIXES = (
-    re.compile(r"^fused (.+)$"),  # ORT: FusedConv / FusedGemm keep "fused <node>"
-    re.compile(r"^(.+)_bn_nchwc$"),  # ORT NCHWc: a BatchNormalization run as a depthwise Conv, "<bn>_bn_nchwc"
-    re.compile(r"^(.+)_nchwc$"),  # ORT NCHWc: "<output tensor>_nchwc"
-    re.compile(r"^(.+)/[A-Za-z]+Fusion/?$"),  # ORT: "<node>/MatMulAddFusion", "<node>/MatMulScaleFusion/"
-    re.compile(r"^(.+)/WithoutBiases$"),  # OpenVINO: the bias-less half of a Conv/Gemm
-    re.compile(r"^(.+)/sink_port_\d+$"),
-)
-# Layers that head a fused group: a runtime names the group after a later member at times (ORT NCHWc names
-# a Conv+BN+Relu node after the Relu's output; OpenVINO renames a Conv that absorbed a BN), so an unnamed
-# one joins its consumers' node, never its producer's.
-MAIN_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-
-
-def resolve_runtime_name(name: str, graph: Graph, op_type: str | None = None) -> set[str]:
-    """The graph layers a runtime node name refers to (empty when none).
-
-    Tries the layer names, then the output-tensor names (runtimes name rewritten nodes after the tensor they
-    produce), then the same after stripping the affixes runtimes add (``fused X``, ``X_nchwc``,
-    ``X/MatMulAddFusion``, ``X/WithoutBiases``). Given the executed node's ONNX-style ``op_type`` (``Conv``,
-    ``FusedConv``), a match on a later member of a fused chain (the Relu of Conv->BN->Relu) is extended
-    back through single-consumer layers to the layer of that op type, and the whole chain is returned.
-    """
-    candidates = [name]
-    for pattern in _RUNTIME_NAME_AFFIXES:
-        m = pattern.match(name)
-        if m:
-            candidates.append(m.group(1))
-    for cand in candidates:
-        layer = cand if cand in graph.by_name else graph.producer.get(cand)
-        if layer is not None:
-            return _chain_back(graph, layer, op_type)
-    return set()
-
-
-def _chain_back(graph: Graph, layer: str, op_type: str | None) -> set[str]:
-    if not op_type:
-        return {layer}
-    op = op_type.removeprefix("Fused")
-    chain = [layer]
-    while graph.layer(chain[-1]).op != op:
-        preds = graph.predecessors(chain[-1])
-        if len(preds) != 1 or graph.successors(preds[0]) != [chain[-1]]:
-            return {layer}  # no single-consumer path back to an op of that type: the name alone
-        chain.append(preds[0])
-    return set(chain)
-
-
-# runtime op types -> the ONNX ops their node may implement besides its own name (OpenVINO's CPU plugin
-# names, ORT's contrib ops); SPLIT_INTO: ONNX ops a runtime runs as several kernels
-RUNTIME_OPS: dict[str, frozenset[str]] = {
-    "Convolution": frozenset({"Conv"}),
-    "GroupConvolution": frozenset({"Conv"}),
-    "FullyConnected": frozenset({"Gemm", "MatMul"}),
-    "Gemm": frozenset({"MatMul"}),
-    "Pooling": frozenset({"MaxPool", "AveragePool"}),
-    "Reduce": frozenset({"GlobalAveragePool", "ReduceMean"}),
-    "ReduceMean": frozenset({"GlobalAveragePool"}),
-    "Eltwise": frozenset({"Add", "Sub", "Mul", "Div", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"}),
-    "MVN": frozenset({"LayerNormalization"}),
-    "Concatenation": frozenset({"Concat"}),
-    "Interpolate": frozenset({"Resize"}),
-    "QuickGelu": frozenset({"Sigmoid", "Mul"}),
-}
-SPLIT_INTO: dict[str, frozenset[str]] = {"HardSwish": frozenset({"HardSigmoid", "Mul"})}
-
-
-def implements(node_op: str, layer_op: str) -> bool:
-    """Whether an executed node of runtime type ``node_op`` can implement a layer of ONNX type ``layer_op``."""
-    return (
-        node_op.removeprefix("Fused") == layer_op
-        or layer_op in RUNTIME_OPS.get(node_op, ())
-        or node_op in SPLIT_INTO.get(layer_op, ())
-    )
-
-
-def link_layers(
-    graph: Graph,
-    anchors: dict[str, set[str]],
-    node_ops: Mapping[str, str],
-    removed: Collection[str] = (),
-    inserted: Collection[str] = (),
-) -> dict[str, set[str]]:
-    """Complete ``anchors`` (executed node -> layers matched by name, in execution order) with the layers
-    that no node names; ``node_ops`` gives each node's runtime op type.
-
-    1. Orphan nodes (named after no layer, not ``inserted`` layout reorders nor zero-cost reshapes) take, in
-       execution order, the first unnamed layer of an op they implement that comes after the layers of the
-       nodes before them (OpenVINO renames a Conv whose BatchNorm it folded to ``Multiply_N``); a node of
-       a split op's other kernel joins the layer its predecessor took (ORT runs HardSwish as HardSigmoid +
-       Mul: both cover the layer).
-    2. An unnamed zero-cost layer (Reshape, Flatten, Identity, ...) was removed. Any other unnamed layer
-       not known to be ``removed`` was fused into a neighbour: into its producer's node when it is that
-       producer's only consumer (Conv+Relu, Conv+Add, MatMul+Add), or into its consumers' node when one
-       node owns all of them (a renamed Conv+BN joins its activation's node; x*sigmoid(x) fused into one
-       node). A Conv/Gemm/MatMul heads its group, so it only joins its consumers' node; other layers try
-       their producer first. Repeated until nothing changes; layers left over are reported by no node.
-    """
-    from annette.graph.accounting import ZERO_COST_OPS
-
-    owner: dict[str, str] = {}
-    for node, layers in anchors.items():
-        for layer in layers:
-            owner.setdefault(layer, node)
-    pending = [
-        x.name for x in graph.layers if x.name not in owner and x.name not in removed and x.op not in ZERO_COST_OPS
-    ]
-    covers: dict[str, set[str]] = {node: set() for node in anchors}
-    index = {x.name: i for i, x in enumerate(graph.layers)}
-    position, last = -1, ""
-    for node, layers in anchors.items():
-        op = node_ops.get(node, "")
-        if layers:
-            position, last = max(index[x] for x in layers), ""
-        elif node in inserted or op in ZERO_COST_OPS:
-            continue
-        elif last and op in SPLIT_INTO.get(graph.layer(last).op, ()):
-            covers[node].add(last)
-        else:
-            match = next((n for n in pending if index[n] > position and implements(op, graph.layer(n).op)), "")
-            if match:
-                owner[match] = node
-                pending.remove(match)
-                position, last = index[match], match
-    changed = True
-    while pending and changed:
-        changed = False
-        for name in list(pending):
-            order = (False,) if graph.layer(name).op in MAIN_OPS else (True, False)
-            for upstream in order:
-                into = _fusion_neighbour(graph, name, owner, upstream)
-                if into is not None:
-                    owner[name] = into
-                    pending.remove(name)
-                    changed = True
-                    break
-    for layer, node in owner.items():
-        covers[node].add(layer)
-    return covers
-
-
-def _fusion_neighbour(graph: Graph, name: str, owner: dict[str, str], upstream: bool) -> str | None:
-    """The node that ``name`` fused into, looking at its producers (``upstream``) or its consumers."""
-    if upstream:
-        for pred in graph.predecessors(name):
-            if pred in owner and graph.successors(pred) == [name]:
-                return owner[pred]
-        return None
-    nodes = {owner.get(succ) for succ in graph.successors(name)}
-    return nodes.pop() if len(nodes) == 1 and None not in nodes else None
-
-
-def order_layers(graph: Graph, names: set[str]) -> tuple[str, ...]:
-    """``names`` in the graph's layer order."""
-    return tuple(x.name for x in graph.layers if x.name in names)

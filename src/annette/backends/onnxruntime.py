@@ -7,8 +7,9 @@ Per-node profile: a second session with ``enable_profiling`` runs the model; its
 executed node (``<node>_kernel_time`` events). ORT rewrites the graph first: BatchNorm folded into the
 Conv, Conv+activation(+Add) fused (``fused <node>`` / NCHWc ``<tensor>_nchwc``), Gemm+activation fused,
 ``ReorderInput``/``ReorderOutput`` inserted around NCHWc convolutions. The optimized model
-(``optimized_model_filepath``) gives each executed node's domain; node and tensor names link it to the
-graph layers it covers (``annette.backends.base.link_layers``); inserted reorders cover none.
+(``optimized_model_filepath``) gives each executed node's domain. Each node is reported under its own name
+(naming ``node``), which ``annette.mapping.observed`` links to the graph layers it covers; inserted reorders
+cover none.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from annette.backends.base import (
     check_threads,
     cpu_extra,
     cpu_model,
-    link_layers,
-    order_layers,
     precision_of,
     random_inputs,
-    resolve_runtime_name,
 )
-from annette.bench.records import NodeProfile, Target
 from annette.errors import BackendError
+from annette.graph.ir import Graph
+from annette.records import ExecutedNode, Target
 
 if TYPE_CHECKING:
     import onnx
@@ -43,12 +42,9 @@ OPT_LEVELS = ("disabled", "basic", "extended", "layout", "all")
 PROFILE_WARMUP = 2  # profiled runs discarded before the ``runs`` that are reported
 
 
-def claimed(anchors: dict[str, set[str]]) -> set[str]:
-    return {layer for layers in anchors.values() for layer in layers}
-
-
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    takes_specs = False
 
     def __init__(self, threads: int = 1, opt_level: str = "all", batch: int = 1) -> None:
         self.threads = check_threads(threads)
@@ -98,7 +94,7 @@ class OnnxRuntimeBackend:
         so.log_severity_level = 3  # errors only: the NCHWc "hardware specific" warning is expected
         return so
 
-    def prepare(self, model: Any) -> OrtPrepared:
+    def prepare(self, model: Any, graph: Graph | None = None) -> OrtPrepared:
         return OrtPrepared(self, as_model_proto(model, self.name))
 
 
@@ -122,11 +118,8 @@ class OrtPrepared:
     def run(self) -> None:
         self._run(None, self.feeds)
 
-    def profile(self, runs: int) -> tuple[NodeProfile, ...]:
+    def profile(self, runs: int) -> tuple[ExecutedNode, ...]:
         import onnx
-
-        from annette.bench.runner import label_of
-        from annette.importers.onnx import graph_from_onnx
 
         with tempfile.TemporaryDirectory(prefix="annette-ort-") as tmp:
             options = self.backend.session_options()
@@ -147,25 +140,18 @@ class OrtPrepared:
             node = ev["name"][: -len("_kernel_time")]
             durations.setdefault(node, []).append(float(ev["dur"]) / 1000.0)
             op_types[node] = str(ev.get("args", {}).get("op_name", ""))
-        graph = graph_from_onnx(self.model)
-        anchors: dict[str, set[str]] = {}
-        for node in durations:
-            anchors[node] = resolve_runtime_name(node, graph, op_types[node]) - claimed(anchors)
-        inserted = {node for node, op in op_types.items() if op.startswith("Reorder")}
-        covers = link_layers(graph, anchors, op_types, inserted=inserted)
-        out = []
-        for node, times in durations.items():
-            kept = times[PROFILE_WARMUP:] or times
-            out.append(
-                NodeProfile(
-                    node=node,
-                    op_type=op_types[node],
-                    time_ms=label_of(kept),
-                    covers=order_layers(graph, covers[node]),
-                    exec_type=f"{domains[node]}:{op_types[node]}" if node in domains else op_types[node],
-                )
+        return tuple(
+            ExecutedNode(
+                node=node,
+                op_type=op_types[node],
+                times_ms=tuple(times[PROFILE_WARMUP:] or times),
+                origins=(node,),
+                naming="node",
+                exec_type=f"{domains[node]}:{op_types[node]}" if node in domains else op_types[node],
+                inserted=op_types[node].startswith("Reorder"),
             )
-        return tuple(out)
+            for node, times in durations.items()
+        )
 
 
 BACKENDS.register("onnxruntime", OnnxRuntimeBackend)

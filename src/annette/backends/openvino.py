@@ -6,9 +6,11 @@ for explicitly). ``PERFORMANCE_HINT`` is LATENCY.
 
 Per-node profile: a second compilation with ``PERF_COUNT`` reports one counter per runtime node
 (``get_profiling_info``); fused layers are ``NOT_RUN``, inserted layout ``Reorder``s cover no layer. The
-runtime model's ``originalLayersNames`` rt_info lists the model ops each executed node implements; those
-names (ONNX node names, or output tensor names for nodes that produce a graph output) link it to the
-graph layers; layers renamed by OpenVINO's own transformations are linked by ``link_layers``.
+runtime model's ``originalLayersNames`` rt_info lists the model ops each node implements (naming
+``members``); those names (ONNX node names, or output tensor names for nodes that produce a graph output)
+link it to the graph layers in ``annette.mapping.observed``, which also links the layers renamed by
+OpenVINO's own transformations. ``NOT_RUN`` nodes are reported without times: their layers were fused or
+removed.
 """
 
 from __future__ import annotations
@@ -24,13 +26,11 @@ from annette.backends.base import (
     check_threads,
     cpu_extra,
     cpu_model,
-    link_layers,
-    order_layers,
     random_inputs,
-    resolve_runtime_name,
 )
-from annette.bench.records import NodeProfile, Target
 from annette.errors import BackendError
+from annette.graph.ir import Graph
+from annette.records import ExecutedNode, Target
 
 if TYPE_CHECKING:
     import onnx
@@ -44,6 +44,7 @@ _NOT_LAYERS = ("Input", "Output", "Const", "Parameter", "Result", "Constant")
 
 class OpenVinoBackend:
     name = "openvino"
+    takes_specs = False
 
     def __init__(self, threads: int = 1, precision: str = "f32", batch: int = 1) -> None:
         self.threads = check_threads(threads)
@@ -83,7 +84,7 @@ class OpenVinoBackend:
             extra={**cpu_extra(), "performance_hint": "LATENCY", "full_version": ov.__version__},
         )
 
-    def prepare(self, model: Any) -> OvPrepared:
+    def prepare(self, model: Any, graph: Graph | None = None) -> OvPrepared:
         return OvPrepared(self, as_model_proto(model, self.name))
 
 
@@ -120,14 +121,11 @@ class OvPrepared:
     def run(self) -> None:
         self._infer()
 
-    def profile(self, runs: int) -> tuple[NodeProfile, ...]:
-        from annette.bench.runner import label_of
-        from annette.importers.onnx import graph_from_onnx
-
+    def profile(self, runs: int) -> tuple[ExecutedNode, ...]:
         compiled, request = self._compile(perf_count=True)
         times: dict[str, list[float]] = {}
         info: dict[str, tuple[str, str]] = {}
-        not_run: set[str] = set()
+        not_run: dict[str, str] = {}
         for i in range(PROFILE_WARMUP + runs):
             request.infer()
             if i < PROFILE_WARMUP:
@@ -137,34 +135,31 @@ class OvPrepared:
                     times.setdefault(p.node_name, []).append(p.real_time.total_seconds() * 1000.0)
                     info[p.node_name] = (p.node_type, p.exec_type)
                 else:
-                    not_run.add(p.node_name)
-        graph = graph_from_onnx(self.model)
-        anchors: dict[str, set[str]] = {node: set() for node in times}
-        removed: set[str] = set()
+                    not_run.setdefault(p.node_name, p.node_type)
+        origins: dict[str, list[str]] = {}
         for op in compiled.get_runtime_model().get_ordered_ops():
             rt = op.get_rt_info()
-            name = op.get_friendly_name()
             if rt["layerType"].astype(str) in _NOT_LAYERS:
                 continue
             members = [m for m in rt["originalLayersNames"].astype(str).split(",") if m]
-            layers = {layer for m in members for layer in resolve_runtime_name(m, graph)}
-            if name in anchors:
-                anchors[name] |= layers
-            elif name in not_run:
-                removed |= layers
-        removed -= {layer for layers in anchors.values() for layer in layers}
-        inserted = {node for node, (node_type, _) in info.items() if node_type == "Reorder"}
-        covers = link_layers(graph, anchors, {node: t for node, (t, _) in info.items()}, removed, inserted)
-        return tuple(
-            NodeProfile(
+            origins.setdefault(op.get_friendly_name(), []).extend(members)
+        executed = tuple(
+            ExecutedNode(
                 node=node,
                 op_type=info[node][0],
-                time_ms=label_of(samples),
-                covers=order_layers(graph, covers[node]),
+                times_ms=tuple(samples),
+                origins=tuple(origins.get(node, ())),
                 exec_type=info[node][1],
+                inserted=info[node][0] == "Reorder",
             )
             for node, samples in times.items()
         )
+        fused = tuple(
+            ExecutedNode(node=node, op_type=node_type, times_ms=(), origins=tuple(origins.get(node, ())))
+            for node, node_type in not_run.items()
+            if node not in times
+        )
+        return executed + fused
 
 
 BACKENDS.register("openvino", OpenVinoBackend)

@@ -11,7 +11,10 @@ BatchNormalization whose only input is a Conv/Gemm/MatMul output used by nothing
 node (it adds its FLOPs but no overhead; the node's bytes are its first layer's inputs, all weights and
 its last layer's outputs). Everything is multiplied by ``scale``.
 
-Test options: ``crash_on`` / ``hang_on`` (a substring of the ONNX graph name): ``run()`` aborts the
+``prepare`` models the annette graph: pass it with the ONNX model (``prepare(model, graph)``, as the bench
+engine does), or the ``Graph`` alone. Its profile names each node's layers (naming ``members``).
+
+Test options: ``crash_on`` / ``hang_on`` (a substring of the ONNX graph's name, or the Graph's): ``run()`` aborts the
 process / sleeps forever on a matching model, to exercise the worker's isolation.
 """
 
@@ -25,8 +28,9 @@ from typing import Any
 
 import annette
 from annette.backends.base import BACKENDS, as_model_proto, check_threads
-from annette.bench.records import NodeProfile, Target
+from annette.errors import BackendError
 from annette.graph.ir import Graph, Layer
+from annette.records import ExecutedNode, Target
 
 FUSABLE_INTO = frozenset({"Conv", "Gemm", "MatMul", "ConvTranspose"})
 FUSED_FOLLOWERS = frozenset(
@@ -84,6 +88,7 @@ def simulate(
 
 class SimulatedBackend:
     name = "simulated"
+    takes_specs = False
 
     def __init__(
         self,
@@ -126,16 +131,21 @@ class SimulatedBackend:
             extra={**{k: repr(v) for k, v in self.params.items()}, "call_ms": repr(self.call_ms)},
         )
 
-    def prepare(self, model: Any) -> SimPrepared:
-        from annette.importers.onnx import graph_from_onnx
-
-        proto = as_model_proto(model, self.name)
-        name = proto.graph.name
+    def prepare(self, model: Any, graph: Graph | None = None) -> SimPrepared:
+        if isinstance(model, Graph):
+            graph, name = model, model.name
+        else:
+            name = as_model_proto(model, self.name).graph.name
         if self.crash_on and self.crash_on in name:
             return SimPrepared((), 0.0, crash=True)
         if self.hang_on and self.hang_on in name:
             return SimPrepared((), 0.0, hang=True)
-        return SimPrepared(simulate(graph_from_onnx(proto), **self.params), self.call_ms)
+        if graph is None:
+            raise BackendError(
+                "the simulated backend models the annette graph of a model: pass it, prepare(model, graph), "
+                "or the Graph alone"
+            )
+        return SimPrepared(simulate(graph, **self.params), self.call_ms)
 
 
 class SimPrepared:
@@ -158,10 +168,12 @@ class SimPrepared:
         while time.perf_counter() < end:
             pass
 
-    def profile(self, runs: int) -> tuple[NodeProfile, ...]:
+    def profile(self, runs: int) -> tuple[ExecutedNode, ...]:
         for _ in range(runs):
             self.run()
-        return tuple(NodeProfile(n.name, n.op_type, n.time_ms, n.covers, "simulated") for n in self.nodes)
+        return tuple(
+            ExecutedNode(n.name, n.op_type, (n.time_ms,), origins=n.covers, exec_type="simulated") for n in self.nodes
+        )
 
 
 BACKENDS.register("simulated", SimulatedBackend)

@@ -9,10 +9,13 @@ On CUDA, ``run()`` synchronises; the runner times batches of calls with CUDA eve
 (``time_calls``), so one sample is launch + kernel time as an eager network experiences it.
 
 Per-node profile: each leaf module's forward is wrapped in a ``record_function`` range and the torch
-profiler runs the model; one ``NodeProfile`` per leaf-module call (``node`` = module path, ``op_type`` =
+profiler runs the model; one ``ExecutedNode`` per leaf-module call (``node`` = module path, ``op_type`` =
 module class). Functional operations outside leaf modules (e.g. ``out += identity``) are in the
-end-to-end time only. ``covers`` is left empty: exported ONNX node names do not carry module paths
-reliably across exporters.
+end-to-end time only. The nodes are linked to no graph layer (naming ``none``: ``covers`` stays empty):
+exported ONNX node names do not carry module paths reliably across exporters.
+
+The backend takes model specs (``takes_specs``): a caller hands it ``torchvision:NAME`` itself, not the
+spec's ONNX form.
 
 torch is imported only inside this module's functions.
 """
@@ -23,8 +26,10 @@ import logging
 from typing import Any
 
 from annette.backends.base import BACKENDS, check_threads, cpu_extra, cpu_model
-from annette.bench.records import NodeProfile, Target
 from annette.errors import BackendError
+from annette.graph.ir import Graph
+from annette.records import ExecutedNode, Target
+from annette.torchvision_models import TORCHVISION_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,7 @@ RANGE_PREFIX = "annette.module:"
 
 class TorchBackend:
     name = "torch"
+    takes_specs = True
 
     def __init__(
         self, device: str = "cpu", threads: int = 1, precision: str = "fp32", batch: int = 1, channels_last: bool = False
@@ -79,7 +85,7 @@ class TorchBackend:
             extra={**extra, "channels_last": str(self.channels_last)},
         )
 
-    def prepare(self, model: Any) -> TorchPrepared:
+    def prepare(self, model: Any, graph: Graph | None = None) -> TorchPrepared:
         import torch
 
         if isinstance(model, str):
@@ -112,8 +118,6 @@ def _torchvision(spec: str, batch: int) -> tuple[Any, tuple[Any, ...]]:
 
     if not spec.startswith("torchvision:"):
         raise BackendError(f"the torch backend takes 'torchvision:NAME' specs, got {spec!r}")
-    from annette.importers.zoo import TORCHVISION_MODELS
-
     name = spec.split(":", 1)[1]
     if name not in TORCHVISION_MODELS:
         raise BackendError(f"unknown torchvision model {name!r}; known: {', '.join(sorted(TORCHVISION_MODELS))}")
@@ -164,10 +168,8 @@ class TorchPrepared:
         end.synchronize()
         return float(start.elapsed_time(end))
 
-    def profile(self, runs: int) -> tuple[NodeProfile, ...]:
+    def profile(self, runs: int) -> tuple[ExecutedNode, ...]:
         from torch.profiler import ProfilerActivity, profile, record_function
-
-        from annette.bench.runner import label_of
 
         leaves = [(name, m) for name, m in self.module.named_modules() if name and not list(m.children())]
         calls: dict[str, int] = {}
@@ -203,7 +205,8 @@ class TorchPrepared:
             for h in handles:
                 h.remove()
         return tuple(
-            NodeProfile(node=node, op_type=classes[node.split("#")[0]], time_ms=label_of(ts), exec_type="eager")
+            ExecutedNode(node=node, op_type=classes[node.split("#")[0]], times_ms=tuple(ts), naming="none",
+                         exec_type="eager")
             for node, ts in times.items()
         )
 

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from annette.bench.blocks import FAMILIES, sample_params, stage_families
-from annette.bench.records import Target
 from annette.bench.runner import DEFAULT_PROTOCOL, TimingProtocol
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, family_weights, load_priors, make_config
 from annette.bench.worker import PROFILE_RUNS, Worker
 from annette.errors import AnnetteError, BenchStoreError
+from annette.records import Target
 
 if TYPE_CHECKING:
     from annette.bench.cluster import ClusterSpec

@@ -41,12 +41,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from annette.bench.campaign import CampaignProgress, CampaignResult
-from annette.bench.records import BenchRecord, Target
 from annette.bench.runner import DEFAULT_PROTOCOL, TimingProtocol
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, config_id
 from annette.bench.worker import PROFILE_RUNS, Worker
 from annette.errors import AnnetteError, ClusterError
+from annette.records import BenchRecord, Target
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from annette import checks
-from annette.bench.records import BenchRecord, Measurement, Target
-from annette.bench.runner import LABEL_STATISTIC
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import make_config
 from annette.errors import AnnetteError, BenchStoreError
+from annette.records import BenchRecord, Measurement, Target
 from annette.registry import Registry
+from annette.stats import LABEL_STATISTIC
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,10 @@
 
 ``measure_model("torchvision:resnet18", backend="onnxruntime")`` -> a ``BenchRecord`` of kind
 "network": the graph (annette IR), the measurement under the protocol (label = ``LABEL_STATISTIC``), the
-per-node profile when asked for, the target and metadata. ONNX backends take any spec with an ONNX form
-(``annette.importers.model_to_onnx``: .onnx files, ``torchvision:``, ``nb201:``) or an ``onnx.ModelProto``;
-the torch backend runs ``torchvision:NAME`` specs natively.
+per-node profile when asked for (linked to the graph's layers), the target and metadata. ONNX backends take
+any spec with an ONNX form (``annette.importers.model_to_onnx``: .onnx files, ``torchvision:``, ``nb201:``)
+or an ``onnx.ModelProto``; a backend that takes specs (``takes_specs``: torch) runs ``torchvision:NAME``
+specs natively.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from annette.bench.records import BenchRecord
 from annette.bench.runner import NETWORK_PROTOCOL, TimingProtocol, measure
 from annette.bench.worker import PROFILE_RUNS, record_metadata
+from annette.records import BenchRecord
 
 
 def measure_model(
@@ -34,13 +35,14 @@ def measure_model(
     from annette.backends import get_backend
     from annette.importers import load_model, model_to_onnx
     from annette.importers.onnx import graph_from_onnx
+    from annette.mapping.observed import link_profile
 
     be = get_backend(backend, threads=threads, batch=batch, **backend_options)
     target = be.describe()
     runnable: onnx.ModelProto | str
     if isinstance(spec_or_onnx, onnx.ModelProto):
         family, runnable = f"onnx:{spec_or_onnx.graph.name or 'model'}", spec_or_onnx
-    elif backend == "torch":  # PyTorch runs the module itself; the graph comes from its ONNX export
+    elif be.takes_specs:  # e.g. PyTorch runs the module itself; the graph comes from its ONNX export
         family, runnable = str(spec_or_onnx), str(spec_or_onnx)
     else:
         family, runnable = str(spec_or_onnx), model_to_onnx(spec_or_onnx, batch=batch)
@@ -50,9 +52,9 @@ def measure_model(
     else:
         graph = load_model(runnable, batch=batch)
         digest = hashlib.sha256(runnable.encode()).hexdigest()[:16]
-    prepared = be.prepare(runnable)
+    prepared = be.prepare(runnable, graph)
     measurement = measure(prepared, protocol)
-    nodes = prepared.profile(profile_runs) if profile else ()
+    nodes = link_profile(graph, prepared.profile(profile_runs)) if profile else ()
     config_id = hashlib.sha256(f"network|{digest}|b{batch}|{target.key}".encode()).hexdigest()[:16]
     return BenchRecord(
         config_id=config_id,

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from annette.bench.records import BenchRecord
 from annette.errors import AnnetteError, BenchStoreError
+from annette.records import BenchRecord
 
 STORE_MAGIC = "annette.benchstore"
 STORE_SCHEMA_VERSION = 1

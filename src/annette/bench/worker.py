@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
-from annette.bench.records import BenchRecord, Measurement, NodeProfile, Target
-from annette.bench.runner import DEFAULT_PROTOCOL, LABEL_STATISTIC, TimingProtocol, measure
+from annette.bench.runner import DEFAULT_PROTOCOL, TimingProtocol, measure
 from annette.bench.sweeps import BenchConfig
 from annette.errors import AnnetteError, BackendError
+from annette.records import BenchRecord, Measurement, NodeProfile, Target
+from annette.stats import LABEL_STATISTIC
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ PROFILE_RUNS = 10
 def record_metadata(measurement: Measurement | None = None, profile: tuple[NodeProfile, ...] = ()) -> dict[str, Any]:
     """Date, load average, versions, and (with a measurement) the label statistic and profile coverage."""
     import annette
-    from annette.bench.records import RECORD_SCHEMA_VERSION
+    from annette.records import RECORD_SCHEMA_VERSION
 
     meta: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -63,6 +64,7 @@ def run_config(
     """
     from annette.bench.blocks import build_model
     from annette.importers.onnx import graph_from_onnx
+    from annette.mapping.observed import link_profile
 
     base: dict[str, Any] = {"config_id": config.config_id, "kind": config.kind, "family": config.family, "params": config.params,
             "target": target}
@@ -70,9 +72,9 @@ def run_config(
     try:
         model = build_model(config.family, config.params, name=config.model_name)
         graph = graph_from_onnx(model)
-        prepared = backend.prepare(model)
+        prepared = backend.prepare(model, graph)
         measurement = measure(prepared, protocol)
-        profile = prepared.profile(profile_runs) if profile_runs > 0 else ()
+        profile = link_profile(graph, prepared.profile(profile_runs)) if profile_runs > 0 else ()
     except AnnetteError as exc:
         return BenchRecord(**base, status="failed", graph=graph, error=f"{type(exc).__name__}: {exc}",
                            metadata={**record_metadata(), "source": config.source})

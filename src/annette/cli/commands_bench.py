@@ -179,8 +179,8 @@ def measure(
 ) -> None:
     """Measure a network end to end under the measurement protocol (latency = the label statistic)."""
     from annette.bench.measure import measure_model
-    from annette.bench.runner import LABEL_STATISTIC
     from annette.cli.commands_graph import loading_message
+    from annette.stats import LABEL_STATISTIC
 
     first = loading_message(model, batch)  # a first torchvision export takes seconds to minutes: say so
     message = f"measuring {model} on {backend} ..." if first.startswith("importing") else (

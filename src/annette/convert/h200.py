@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from annette.bench.external import import_table
-from annette.bench.records import BenchRecord
 from annette.bench.store import BenchStore
 from annette.errors import HardwareModelError
 from annette.estimate import estimate_many
@@ -45,6 +44,7 @@ from annette.layers import KINDS, RooflineModel
 from annette.layers.features import ElementBits, extract
 from annette.mapping.apply import apply
 from annette.mapping.rules import MappingRules, RemovalRule
+from annette.records import BenchRecord
 
 logger = logging.getLogger(__name__)
 

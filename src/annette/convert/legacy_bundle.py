@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import annette
-from annette.bench.records import Target
 from annette.errors import HardwareModelError
 from annette.graph.ir import AttrValue
 from annette.hardware import HardwareModel, Overhead
@@ -53,6 +52,7 @@ from annette.legacy.layer_model import LayerEntry, load_layer_model
 from annette.legacy.layers import EFFICIENCY_DIMS
 from annette.legacy.mapping import FuseCondition, MappingRule, load_mapping_model
 from annette.mapping.rules import AttrCondition, FusionRule, MappingRules, RemovalRule
+from annette.records import Target
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ each with every layer-model kind the hardware model holds (``annette.estimate.es
 the metrics of :mod:`annette.evaluate.metrics` per kind, plus the noise floor (round 1 against round 2, as
 if one were the estimate).
 
-The label of a network is the protocol's statistic (``annette.bench.runner.LABEL_STATISTIC``, the
+The label of a network is the protocol's statistic (``annette.stats.LABEL_STATISTIC``, the
 minimum) over the raw samples of all its rounds; each round's own label gives the per-round values of the noise floor.
 
 Resumable: each finished measurement is appended to ``measurements.jsonl`` in the report directory and
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from annette.bench.records import BenchRecord, Measurement, NodeProfile
 from annette.errors import AnnetteError
 from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor_rounds
 from annette.graph.ir import Graph
+from annette.records import BenchRecord, Measurement, NodeProfile
 
 if TYPE_CHECKING:
     from annette.estimate import Estimate
@@ -45,10 +45,10 @@ UNPROFILED = "outside kernels"
 
 # -- which networks ------------------------------------------------------------------------------------
 def zoo_specs(zoo: str = "torchvision") -> list[str]:
-    """Model specs of a zoo (``torchvision``: every model in ``annette.importers.zoo.TORCHVISION_MODELS``)."""
+    """Model specs of a zoo (``torchvision``: every model in ``annette.torchvision_models.TORCHVISION_MODELS``)."""
     if zoo != "torchvision":
         raise AnnetteError(f"unknown zoo {zoo!r}; valid: torchvision")
-    from annette.importers.zoo import TORCHVISION_MODELS
+    from annette.torchvision_models import TORCHVISION_MODELS
 
     return [f"torchvision:{name}" for name in TORCHVISION_MODELS]
 
@@ -250,15 +250,15 @@ class MeasurementLog:
 
 # -- pure helpers (tested without a runtime) -----------------------------------------------------------
 def label_statistic_name() -> str:
-    from annette.bench.runner import LABEL_STATISTIC
+    from annette.stats import LABEL_STATISTIC
 
     return str(LABEL_STATISTIC)
 
 
 def label_over_rounds(measurements: Sequence[Measurement]) -> float:
-    """The protocol's label statistic (``annette.bench.runner.label_of``) over the pooled raw samples of
+    """The protocol's label statistic (``annette.stats.label_of``) over the pooled raw samples of
     all rounds (for the minimum: the smallest per-round label)."""
-    from annette.bench.runner import label_of
+    from annette.stats import label_of
 
     if not measurements:
         raise ValueError("no measurement to take a label from")

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import median
 
-from annette.bench.records import BenchRecord, NodeProfile
 from annette.graph.ir import AttrValue, Graph, Layer
 from annette.mapping.mapped import (
     GRAPH_INPUT,
@@ -44,6 +43,7 @@ from annette.mapping.rules import (
     input_layout,
     is_closed,
 )
+from annette.records import BenchRecord, NodeProfile
 
 logger = logging.getLogger(__name__)
 

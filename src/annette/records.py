@@ -1,15 +1,20 @@
-"""Benchmark records: what one measured configuration leaves behind (shared by the bench engine and fitting).
+"""Benchmark records: what one measured configuration leaves behind (the contract of the bench engine, the
+backends, mapping, fitting, calibration, evaluation and the hardware bundles).
 
 A record holds the measured graph (annette IR), the raw timing samples with their summary and stability
 flags, the per-node profile of what actually ran (each executed node linked back to the graph layers it
 covers), and the target it ran on. Everything round-trips through JSON.
+
+A backend's profiler reports what it executed as :class:`ExecutedNode` entries, in the runtime's own names;
+the caller that holds the graph links them to its layers once (:func:`annette.mapping.observed.link_profile`),
+which gives the :class:`NodeProfile` entries a record stores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from annette.graph.ir import Graph
 
@@ -72,7 +77,7 @@ class Target:
 class Measurement:
     """Raw samples (ms per call, each the mean over ``inner_loops`` calls) and their summary.
 
-    ``label_ms`` is the statistic chosen as the configuration's latency (see bench/runner.py for which
+    ``label_ms`` is the statistic chosen as the configuration's latency (see ``annette.stats`` for which
     and why); median and min are kept beside it.
     """
 
@@ -141,6 +146,41 @@ class NodeProfile:
             covers=tuple(str(x) for x in d.get("covers", ())),
             exec_type=str(d.get("exec_type", "")),
         )
+
+
+# How an executed node's ``origins`` name what it implements (see ExecutedNode).
+Naming = Literal["members", "node", "none"]
+
+
+@dataclass(frozen=True)
+class ExecutedNode:
+    """One node a runtime's profiler reports, in the runtime's own names, before it is linked to graph layers.
+
+    ``times_ms``: the node's kernel time in each reported profiled run; empty for a node the runtime compiled
+    but did not run (OpenVINO's ``NOT_RUN``: fused into another), whose ``origins`` were removed or fused.
+    ``origins``: the runtime's names for what the node implements; ``naming`` says how to read them:
+
+    - ``members``: each names one op of the model the runtime was given, or the tensor it produces
+      (OpenVINO's ``originalLayersNames``, the simulated backend's layers);
+    - ``node``: the one origin is the node's own name, which the runtime derives from one member of the group
+      it runs (``fused <node>``, ``<output tensor>_nchwc``: ONNX Runtime), at times from a later member than
+      the group's head (op type ``op_type``); a layer an earlier node already names is left to that node;
+    - ``none``: the names are not the model's (torch module paths): the node is linked to no layer.
+
+    ``inserted``: the runtime added the node (a layout reorder), so it implements no layer.
+    """
+
+    node: str
+    op_type: str
+    times_ms: tuple[float, ...]
+    origins: tuple[str, ...] = ()
+    naming: Naming = "members"
+    exec_type: str = ""  # runtime-specific kernel/implementation name where known
+    inserted: bool = False
+
+    @property
+    def ran(self) -> bool:
+        return bool(self.times_ms)
 
 
 @dataclass(frozen=True)
