@@ -32,6 +32,30 @@ def read_json(path: str | Path, **kwargs: Any) -> Any:
         raise ValueError("JSON nested too deeply to read (thousands of levels)") from None
 
 
+def read_json_object(path: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """A JSON file's top-level object (:func:`read_json`, then checked to be an object): the one reader of
+    bundles, graphs and legacy files. Raises ValueError saying why the file holds none; OSError as the OS
+    raises it."""
+    data = read_json(path, **kwargs)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {_kind(data)}")
+    return data
+
+
+def check_schema(d: Mapping[str, Any], what: str, version: int, *, schema: str | None = None) -> None:
+    """Check a JSON object's ``schema`` tag (where the format has one) and its integer ``schema_version``;
+    raises ValueError saying what was expected and what was got (``what`` names the format)."""
+    if schema is not None and d.get("schema") != schema:
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise ValueError(f'not {article} {what} (expected "schema": "{schema}", got {_kind(d.get("schema"))})')
+    got = d.get("schema_version")
+    if got != version or isinstance(got, bool):
+        raise ValueError(
+            f"{what} schema version {got!r} is not supported (expected the integer "
+            f"{version}{', not a string' if isinstance(got, str) else ''})"
+        )
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"

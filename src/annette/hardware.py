@@ -269,14 +269,10 @@ class HardwareModel:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any], source: str = "<dict>") -> HardwareModel:
-        if d.get("schema") != HW_SCHEMA:
-            raise HardwareModelError(f"{source}: not a hardware model (expected \"schema\": \"{HW_SCHEMA}\")")
-        version = d.get("schema_version")
-        if version != HW_SCHEMA_VERSION or isinstance(version, bool):
-            raise HardwareModelError(
-                f"{source}: hardware-model schema version {version!r} is not supported (expected the "
-                f"integer {HW_SCHEMA_VERSION}{', not a string' if isinstance(version, str) else ''})"
-            )
+        try:
+            checks.check_schema(d, "hardware model", HW_SCHEMA_VERSION, schema=HW_SCHEMA)
+        except ValueError as exc:
+            raise HardwareModelError(f"{source}: {exc}") from None
         required = ("name", "target", "features", "mapping", "overhead", "layer_models")
         missing = [k for k in required if k not in d]
         if missing:
@@ -364,11 +360,9 @@ class HardwareModel:
                     f"hardware model {str(path_or_name)!r} is neither a file nor a shipped model; shipped: {choices}"
                 )
         try:
-            data = checks.read_json(p)
+            data = checks.read_json_object(p)
         except (OSError, ValueError) as exc:
             raise HardwareModelError(f"{p}: cannot read a hardware model: {exc}") from exc
-        if not isinstance(data, dict):
-            raise HardwareModelError(f"{p}: expected a JSON object, got {type(data).__name__}")
         return HardwareModel.from_dict(data, source=str(p))
 
 

@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from annette.checks import MAX_DIM, read_json
+from annette.checks import MAX_DIM, check_schema, read_json_object
 from annette.errors import GraphValidationError, ModelFileError, ShapeError
 
 GRAPH_SCHEMA_VERSION = 1
@@ -240,14 +240,10 @@ class Graph:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Graph:
-        if d.get("schema") != "annette.graph":
-            raise ModelFileError("not an annette graph: the JSON object lacks \"schema\": \"annette.graph\"")
-        version = d.get("schema_version")
-        if version != GRAPH_SCHEMA_VERSION or isinstance(version, bool):
-            raise ModelFileError(
-                f"annette graph schema version {version!r} is not supported (expected the integer "
-                f"{GRAPH_SCHEMA_VERSION}{', not a string' if isinstance(version, str) else ''})"
-            )
+        try:
+            check_schema(d, "annette graph", GRAPH_SCHEMA_VERSION, schema="annette.graph")
+        except ValueError as exc:
+            raise ModelFileError(str(exc)) from None
         try:
             return Graph(
                 name=str(d["name"]),
@@ -271,11 +267,9 @@ class Graph:
         if not p.is_file():
             raise ModelFileError(f"graph file not found: {p}")
         try:
-            data = read_json(p)
+            data = read_json_object(p)
         except ValueError as exc:
             raise ModelFileError(f"{p}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ModelFileError(f"{p}: expected a JSON object, got {type(data).__name__}")
         try:
             return Graph.from_dict(data)
         except ModelFileError as exc:

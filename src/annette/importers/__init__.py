@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from annette.checks import MAX_DIM, read_json
+from annette.checks import MAX_DIM, read_json_object
 from annette.errors import GraphValidationError, ModelFileError, ShapeError
 from annette.graph.ir import Graph
 from annette.registry import Registry
@@ -166,11 +166,9 @@ def _check_batch(batch: int | None) -> None:
 
 def _graph_from_json(path: Path, batch: int | None) -> Graph:
     try:
-        data = read_json(path)
+        data = read_json_object(path)
     except ValueError as exc:
         raise ModelFileError(f"{path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
     if data.get("schema") == "annette.graph":
         try:
             graph = Graph.from_dict(data).validate()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from annette.checks import read_json
+from annette import checks
 from annette.errors import LegacyFormatError
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,9 @@ def read_json_object(source: JsonSource, what: str) -> tuple[dict[str, Any], str
         return dict(pairs)  # last value wins, like json's default
 
     try:
-        data = read_json(path, object_pairs_hook=pairs_hook)
+        data = checks.read_json_object(path, object_pairs_hook=pairs_hook)
     except ValueError as exc:
-        raise LegacyFormatError(f"{path}: expected a {what} in JSON, but the file is {exc}") from exc
-    if not isinstance(data, dict):
-        raise LegacyFormatError(f"{path}: expected a JSON object ({what}), got {type(data).__name__}")
+        raise LegacyFormatError(f"{path}: expected a {what} in JSON: {exc}") from exc
     if duplicates:
         log.info("%s: duplicate JSON keys %s, the last value of each is used", path, duplicates)
     return data, str(path), tuple(duplicates)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from annette.checks import check_schema
 from annette.errors import HardwareModelError
 from annette.graph.ir import AttrValue, Layer
 
@@ -465,11 +466,10 @@ class MappingRules:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> MappingRules:
-        version = d.get("schema_version")
-        if version != MAPPING_SCHEMA_VERSION:
-            raise HardwareModelError(
-                f"mapping rules schema version {version!r} is not supported (expected {MAPPING_SCHEMA_VERSION})"
-            )
+        try:
+            check_schema(d, "mapping rules", MAPPING_SCHEMA_VERSION)
+        except ValueError as exc:
+            raise HardwareModelError(str(exc)) from None
         try:
             return MappingRules(
                 fusions=tuple(FusionRule.from_dict(r) for r in d["fusions"]),
