@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,8 @@ from annette.errors import BackendError
 if TYPE_CHECKING:
     import onnx
 
+    from annette.graph.ir import Graph
+
 log = logging.getLogger(__name__)
 
 OPT_LEVELS = ("disabled", "basic", "extended", "layout", "all")
@@ -49,6 +53,7 @@ def claimed(anchors: dict[str, set[str]]) -> set[str]:
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    link_profile = staticmethod(lambda graph, nodes: link_profile(graph, nodes))  # re-links stored profiles
 
     def __init__(self, threads: int = 1, opt_level: str = "all", batch: int = 1) -> None:
         self.threads = check_threads(threads)
@@ -147,25 +152,32 @@ class OrtPrepared:
             node = ev["name"][: -len("_kernel_time")]
             durations.setdefault(node, []).append(float(ev["dur"]) / 1000.0)
             op_types[node] = str(ev.get("args", {}).get("op_name", ""))
-        graph = graph_from_onnx(self.model)
-        anchors: dict[str, set[str]] = {}
-        for node in durations:
-            anchors[node] = resolve_runtime_name(node, graph, op_types[node]) - claimed(anchors)
-        inserted = {node for node, op in op_types.items() if op.startswith("Reorder")}
-        covers = link_layers(graph, anchors, op_types, inserted=inserted)
-        out = []
-        for node, times in durations.items():
-            kept = times[PROFILE_WARMUP:] or times
-            out.append(
-                NodeProfile(
-                    node=node,
-                    op_type=op_types[node],
-                    time_ms=label_of(kept),
-                    covers=order_layers(graph, covers[node]),
-                    exec_type=f"{domains[node]}:{op_types[node]}" if node in domains else op_types[node],
-                )
+        out = tuple(
+            NodeProfile(
+                node=node,
+                op_type=op_types[node],
+                time_ms=label_of(times[PROFILE_WARMUP:] or times),
+                exec_type=f"{domains[node]}:{op_types[node]}" if node in domains else op_types[node],
             )
-        return tuple(out)
+            for node, times in durations.items()
+        )
+        return link_profile(graph_from_onnx(self.model), out)
+
+
+def link_profile(graph: Graph, nodes: Sequence[NodeProfile]) -> tuple[NodeProfile, ...]:
+    """``nodes`` (ONNX Runtime's executed nodes, in execution order) with the graph layers each covers.
+
+    ORT names a node after the layer it came from (or that layer's output tensor); the layers no node names are
+    linked by :func:`~annette.backends.base.link_layers`. Everything it reads is in a stored profile, so a
+    record measured with an older linker is linked again when read (see :func:`annette.mapping.learn.read_profile`).
+    """
+    anchors: dict[str, set[str]] = {}
+    for n in nodes:
+        anchors[n.node] = resolve_runtime_name(n.node, graph, n.op_type) - claimed(anchors)
+    op_types = {n.node: n.op_type for n in nodes}
+    inserted = {n.node for n in nodes if n.op_type.startswith("Reorder")}
+    covers = link_layers(graph, anchors, op_types, inserted=inserted)
+    return tuple(replace(n, covers=order_layers(graph, covers[n.node])) for n in nodes)
 
 
 BACKENDS.register("onnxruntime", OnnxRuntimeBackend)
