@@ -212,6 +212,28 @@ def test_link_profile_reads_each_naming() -> None:
     assert [p.covers for p in link_profile(graph, torch_like)] == [(), ()]
 
 
+def test_an_unnamed_add_joins_the_conv_that_feeds_it_not_a_pool() -> None:
+    """ORT's blocked Conv takes an Add as its Sum input, even where a pool is the Add's first operand (a NAS cell
+    node: avgpool(x) + conv(y)); the Add's node is gone from the profile."""
+    t = {n: TensorSpec(n, (1, 4, 8, 8)) for n in ("x", "y", "p", "c", "b", "a")}
+    w = (TensorSpec("w", (4, 4, 1, 1)),)
+    graph = Graph("g", (t["x"], t["y"]), (
+        Layer("pool", "AveragePool", (t["x"],), (t["p"],), attrs={"kernel_shape": (3, 3)}),
+        Layer("conv", "Conv", (t["y"],), (t["c"],), w),
+        Layer("bn", "BatchNormalization", (t["c"],), (t["b"],)),
+        Layer("add", "Add", (t["p"], t["b"]), (t["a"],)),
+    ), ("a",)).validate()
+    ops = {"p_nchwc": "AveragePool", "b_nchwc": "Conv"}
+    covers = link_layers(graph, {"p_nchwc": {"pool"}, "b_nchwc": {"conv", "bn"}}, ops)
+    assert covers == {"p_nchwc": {"pool"}, "b_nchwc": {"conv", "bn", "add"}}
+    # a stored ORT profile linked by an older rule is read as today's linker links it
+    from annette.mapping.learn import relinked
+
+    stored = (NodeProfile("p_nchwc", "AveragePool", 0.005, ("pool", "add")), NodeProfile("b_nchwc", "Conv", 0.01, ("conv", "bn")))
+    assert [n.covers for n in relinked("onnxruntime", graph, stored)] == [("pool",), ("conv", "bn", "add")]
+    assert relinked("openvino", graph, stored) == stored  # OpenVINO's origins are not in a stored profile
+
+
 @pytest.mark.slow
 def test_torch_backend_modules_and_refuses_onnx() -> None:
     torch = pytest.importorskip("torch")

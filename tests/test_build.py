@@ -17,7 +17,7 @@ from annette.bench.blocks import FAMILIES, build_model, sample_params
 from annette.bench.campaign import measure_configs
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, make_config
-from annette.build import STAGE_SHARES, _refine_round, run_build, stage_plan, validation_networks
+from annette.build import STAGE_SHARES, _refine_round, run_build, stack_stage, stage_plan, validation_networks
 from annette.calibrate import calibrate_here, calibrate_measured
 from annette.cli.main import app
 from annette.estimate import estimate_many
@@ -103,6 +103,29 @@ def test_calibrate_here_recovers_a_known_scale_change(sim_records: list[BenchRec
     assert [e.total_ms for e in estimate_many(graphs, again, kind="statistical")] == list(cal)
 
 
+def test_the_network_stage_keeps_a_correction_only_where_it_beats_leave_one_out(sim_records: list[BenchRecord]) -> None:
+    from annette.spaces.nb201 import graph_from_arch, sample_archs
+
+    base, _ = fit_records(sim_records, kinds=("roofline", "statistical"), holdout=0.0)
+    graphs = {a: graph_from_arch(a) for a in sample_archs(24, seed=11)}
+    est = {a: e.total_ms for a, e in zip(graphs, estimate_many(list(graphs.values()), base), strict=True)}
+    # whole networks that run 30 % faster than their layers' sum (their convolutions) on this "machine"
+    conv = {a: sum(x.time_ms or 0.0 for x in e.layers if x.type.startswith("Conv"))
+            for a, e in zip(graphs, estimate_many(list(graphs.values()), base), strict=True)}
+    faster = {a: [est[a] - 0.3 * conv[a]] for a in graphs}
+    hw, note = stack_stage(base, graphs, faster)
+    assert hw.calibration is not None and "kept" in note and "not kept" not in note
+    assert hw.target == base.target and hw.name == base.name  # still the build's own machine and bundle
+    new = {a: e.total_ms for a, e in zip(graphs, estimate_many(list(graphs.values()), hw), strict=True)}
+    err_before = np.mean([abs(est[a] / faster[a][0] - 1) for a in graphs])
+    err_after = np.mean([abs(new[a] / faster[a][0] - 1) for a in graphs])
+    assert err_after < 0.5 * err_before
+    # networks that run exactly as estimated: nothing to correct, the bundle is kept as fitted
+    same, note = stack_stage(base, graphs, {a: [est[a]] for a in graphs})
+    assert same is base and "not kept" in note
+    assert "too few" in stack_stage(base, dict(list(graphs.items())[:2]), faster)[1]
+
+
 def test_calibrate_measured_from_ten_timings_recovers_a_slower_device(sim_records: list[BenchRecord]) -> None:
     from annette.spaces.nb201 import graph_from_arch, sample_archs
 
@@ -171,9 +194,9 @@ def test_a_bundle_for_another_cpu_warns_once_and_says_so_in_json(sim_records: li
 @pytest.mark.slow
 def test_build_end_to_end_on_the_simulated_backend(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "b"
-    result = run_build(out, backend=SIM, budget_min=0.6, validate_n=4)
+    result = run_build(out, backend=SIM, budget_min=0.6, validate_n=4, networks_n=6)
     names = [s.name for s in result.stages]
-    assert names == ["core", "context", "overhead", "cache", "refine", "fit", "validate"]
+    assert names == ["core", "context", "overhead", "cache", "refine", "fit", "networks", "validate"]
     hw = HardwareModel.load(result.bundle)
     assert hw.overhead.per_node_ms >= 0 and hw.overhead.per_run_ms >= 0
     assert hw.quality["validation"]["metrics"]["n"] == 4 and "noise_floor" in hw.quality["validation"]

@@ -117,3 +117,24 @@ def test_cli_estimate_and_hw_list(bundle: dict[str, Any], tmp_path: Path) -> Non
     assert res.exit_code == 1 and "HardwareModelError" in res.output
     res = runner.invoke(app, ["hw", "list", "--json"])
     assert res.exit_code == 0 and [r["name"] for r in json.loads(res.stdout)] == SHIPPED.names()
+
+
+def test_another_cpu_under_the_same_model_name_is_named(bundle: dict[str, Any], tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """VMs name CPUs of different generations alike ("AMD EPYC"): the recorded identity tells them apart."""
+    from annette.backends import base
+    from annette.hardware import target_mismatch
+
+    monkeypatch.setattr(base, "cpu_model", lambda: "AMD EPYC")
+    monkeypatch.setattr(base, "cpu_isa", lambda: "avx2")
+    monkeypatch.setattr(base, "cpu_id", lambda: "AuthenticAMD 25/17/1 1024 KB")
+    hw = HardwareModel.load(write(tmp_path, bundle))
+    import onnxruntime
+
+    same = replace(hw.target, backend="onnxruntime", device="cpu", device_model="AMD EPYC", runtime="onnxruntime",
+                   runtime_version=onnxruntime.__version__, threads=1,
+                   extra={"isa": "avx2", "cpu_id": "AuthenticAMD 25/17/1 1024 KB"})
+    assert target_mismatch(same) is None
+    other = replace(same, extra={"isa": "avx2", "cpu_id": "AuthenticAMD 26/2/0 1024 KB"})
+    assert "CPU 'AuthenticAMD 26/2/0 1024 KB' (this machine: 'AuthenticAMD 25/17/1 1024 KB')" in str(target_mismatch(other))
+    unrecorded = replace(same, extra={"isa": "avx2"})
+    assert "unrecorded identity" in str(target_mismatch(unrecorded))

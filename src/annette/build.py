@@ -13,7 +13,12 @@ family and parameters:
    scores the held-out rest; new configurations are drawn around the worst ones (``sweeps.refine``), in
    rounds, and measured; a round ends early when the time left is needed for the final fit and validation.
 6. ``fit``: mapping rules, layer models, overheads and the cache model (``annette.fit.fit_store``).
-7. ``validate``: generated networks that no stage measured (NAS-Bench-201 networks and blocks in context drawn
+7. ``networks``: generated networks of a third seed (:data:`NETWORKS_SEED`: NAS-Bench-201 networks and blocks
+   in context) measured end to end correct the stacked estimate as ``annette calibrate --measured`` would
+   (factors per group of layer types, the per-node cost), kept only where leave-one-out over those networks
+   beats the fitted bundle: a network is more than its layers' micro-benchmarks (a few µs per small layer
+   decide a 0.3 ms NAS cell), and this stage measures how much more on the machine itself.
+8. ``validate``: generated networks that no stage measured (NAS-Bench-201 networks and blocks in context drawn
    with another seed) are measured end to end in two interleaved rounds and estimated; MAPE, ±10 % accuracy
    and Spearman's ρ against the minimum of the rounds, and round 1 against round 2 (the noise floor), go into
    the bundle's quality (``quality["validation"]``).
@@ -47,16 +52,19 @@ from annette.records import BenchRecord
 
 if TYPE_CHECKING:
     from annette.bench.cluster import ClusterSpec
+    from annette.graph.ir import Graph
 
 log = logging.getLogger(__name__)
 
 # Shares of the budget: measured stages; the refine stage takes what is left after RESERVE_SHARE.
 STAGE_SHARES: Mapping[str, float] = {"core": 0.50, "context": 0.16, "overhead": 0.02, "cache": 0.05}
-RESERVE_SHARE = 0.15  # the final fit and the validation
+RESERVE_SHARE = 0.15  # the final fit, the network stage and the validation
 CONTEXT_MAX_COST = 1.5e9  # blocks in context are whole network stages: a larger cap than single layers
 REFINE_HOLDOUT = 5  # one record in REFINE_HOLDOUT is scored in a refine round
 REFINE_PER_ROUND = 400
 VALIDATION_SEED = 90_210  # no stage draws with it
+NETWORKS_SEED = 31_337  # the network stage's networks: neither another stage's nor the validation's
+NETWORKS_N = 30
 BUNDLE_FILE = "hardware.json"
 
 
@@ -153,6 +161,7 @@ def run_build(
     validate_n: int = 24,
     progress: Callable[[BuildProgress], None] | None = None,
     cluster: ClusterSpec | None = None,
+    networks_n: int = NETWORKS_N,
 ) -> BuildResult:
     """Measure, fit and validate a hardware model of this machine (see the module docstring); the bundle is
     written to ``bundle`` (default ``out/hardware.json``). With ``cluster``, of the target its label's workers
@@ -272,7 +281,21 @@ def run_build(
     hw, report_ = fit_store(out, name=name, progress=lambda m: say("fit", m))
     stages.append(StageResult("fit", 0, 0, 0, time.perf_counter() - t0, "done",
                               f"{sum(report_.records_used.values())} records"))
-    # 7. validate
+    # 7. networks: the stacked estimate corrected on whole generated networks (kept where it beats leave-one-out)
+    t0 = time.perf_counter()
+    say("networks", f"measuring {networks_n} generated networks in 2 rounds")
+    nets = validation_networks(networks_n, seed=NETWORKS_SEED)
+    if cluster is None:
+        graphs, times = measure_networks(nets, backend=backend, backend_options=options)
+    else:
+        from annette.bench.cluster import run_on_target
+
+        graphs, times = run_on_target(cluster, measure_networks, nets, backend=backend, backend_options=options)
+    hw, note = stack_stage(hw, graphs, times)
+    say("networks", note)
+    stages.append(StageResult("networks", len(graphs), networks_n - len(graphs), 0, time.perf_counter() - t0, "done",
+                              note))
+    # 8. validate
     t0 = time.perf_counter()
     say("validate", f"measuring {validate_n} generated networks in 2 rounds")
     if cluster is None:
@@ -382,6 +405,58 @@ def validation_networks(n: int, *, seed: int = VALIDATION_SEED) -> list[tuple[st
     return nets
 
 
+def measure_networks(nets: Sequence[tuple[str, Any]], *, backend: str, backend_options: Mapping[str, Any],
+                     rounds: int = 2) -> tuple[dict[str, Graph], dict[str, list[float]]]:
+    """Each (name, ONNX model) measured end to end in ``rounds`` interleaved rounds: its graph and its times per
+    round. A network the backend cannot prepare is skipped with a warning."""
+    from annette.backends import get_backend
+    from annette.bench.runner import NETWORK_PROTOCOL, measure
+    from annette.importers.onnx import graph_from_onnx
+
+    be = get_backend(backend, **dict(backend_options))
+    prepared: dict[str, Any] = {}
+    graphs: dict[str, Graph] = {}
+    for name, model in nets:
+        try:
+            graph = graph_from_onnx(model)
+            prepared[name] = be.prepare(model, graph)
+            graphs[name] = graph
+        except AnnetteError as exc:
+            log.warning("network %s skipped: %s", name, exc)
+    times: dict[str, list[float]] = {k: [] for k in prepared}
+    for _ in range(rounds):
+        for name, p in prepared.items():
+            times[name].append(measure(p, NETWORK_PROTOCOL).label_ms)
+    return {k: graphs[k] for k in prepared}, times
+
+
+def stack_stage(hw: HardwareModel, graphs: Mapping[str, Graph], times: Mapping[str, Sequence[float]]
+                ) -> tuple[HardwareModel, str]:
+    """The network stage: generated networks measured end to end (:func:`validation_networks` drawn with
+    :data:`NETWORKS_SEED`, neither a stage's nor the validation's) correct the fitted bundle where that beats it
+    leave-one-out (:func:`annette.calibrate.stack_on_networks`). Returns the bundle and a note."""
+    from annette.calibrate import stack_on_networks
+
+    names = [k for k in graphs if times.get(k)]
+    if len(names) < 3:
+        return hw, f"{len(names)} networks measured: too few, the fitted bundle is kept as it is"
+    new, report, kept = stack_on_networks(hw, [graphs[k] for k in names], [min(times[k]) for k in names])
+    before, after = report.before, report.after
+    assert before is not None and after is not None
+    factors = ", ".join(f"{g} {f:.3f}" for g, f in sorted(_group_factors(report.scales).items()))
+    node_us = 1000 * (report.overhead.per_node_ms - report.overhead.profiler_node_ms)
+    note = (f"{len(names)} networks: MAPE {before.mape_pct:.1f} % -> {after.mape_pct:.1f} % leave-one-out; "
+            + (f"kept (factors {factors}; {node_us:.2f} µs per node)" if kept
+               else "not kept (no better than the fitted bundle)"))
+    return new, note
+
+
+def _group_factors(scales: Mapping[str, float]) -> dict[str, float]:
+    from annette.calibrate import _group
+
+    return {_group(t): f for t, f in scales.items()}
+
+
 def validate(
     hw: HardwareModel,
     *,
@@ -393,28 +468,12 @@ def validate(
 ) -> Validation:
     """Measure :func:`validation_networks` end to end in ``rounds`` interleaved rounds (label: the minimum), estimate
     them with ``hw``, and score (see :class:`Validation`)."""
-    from annette.backends import get_backend
-    from annette.bench.runner import NETWORK_PROTOCOL, measure
     from annette.estimate import estimate_many
-    from annette.importers.onnx import graph_from_onnx
 
     kind = kind if kind in hw.kinds else hw.kinds[-1]
-    be = get_backend(backend, **dict(backend_options))
-    nets = validation_networks(n)
-    prepared: dict[str, Any] = {}
-    graphs = {}
-    for name, model in nets:
-        try:
-            graph = graph_from_onnx(model)
-            prepared[name] = be.prepare(model, graph)
-            graphs[name] = graph
-        except AnnetteError as exc:
-            log.warning("validation network %s skipped: %s", name, exc)
-    times: dict[str, list[float]] = {k: [] for k in prepared}
-    for _ in range(rounds):
-        for name, p in prepared.items():
-            times[name].append(measure(p, NETWORK_PROTOCOL).label_ms)
-    names = list(prepared)
+    graphs, times = measure_networks(validation_networks(n), backend=backend, backend_options=backend_options,
+                                     rounds=rounds)
+    names = list(graphs)
     ests = estimate_many([graphs[k] for k in names], hw, kind=kind)
     m = np.array([min(times[k]) for k in names])
     e = np.array([x.total_ms for x in ests])

@@ -406,26 +406,10 @@ def calibrate_measured(
     module docstring); K as small as 5 works (one factor and the per-node cost)."""
     if len(measured) < 3:
         raise AnnetteError(f"calibration from measured timings needs at least 3 networks, got {len(measured)}")
-    start = time.perf_counter()
     hw = base if isinstance(base, HardwareModel) else HardwareModel.load(base)
-    kind = kind if kind in hw.kinds else hw.kinds[-1]
-    terms = _terms([g for _, g, _ in measured], hw, kind)
     m = np.array([ms for _, _, ms in measured], dtype=np.float64)
-    from annette.estimate import estimate_many
-
-    graphs = [g for _, g, _ in measured]
-    loo = np.zeros_like(m)
-    for i in range(len(m)):  # leave-one-out: each network estimated by a calibration without it
-        keep = np.arange(len(m)) != i
-        sub = _Terms([terms.kernel[j] for j in np.flatnonzero(keep)], terms.nodes[keep])
-        scales_i, default_i, ov_i = _fit_measured(sub, m[keep], hw)
-        hw_i = _calibrated(hw, target=hw.target, overhead=ov_i, scales=scales_i, default=default_i, n=len(m) - 1,
-                           source="", method="", report=None, name=None)
-        loo[i] = estimate_many([graphs[i]], hw_i, kind=kind)[0].total_ms
-    before = compute_metrics(m, [e.total_ms for e in estimate_many(graphs, hw, kind=kind)])
-    after = compute_metrics(m, loo)
-    scales, default, ov = _fit_measured(terms, m, hw)
-    report = CalibrationReport(len(m), time.perf_counter() - start, scales, default, ov, before, after)
+    kind, report = _fit_totals(hw, [g for _, g, _ in measured], m, kind)
+    scales, default, ov = report.scales, report.default_scale, report.overhead
     target = replace(hw.target, backend="external",
                      device_model=device or "a device calibrated from measured timings", extra={
                          **hw.target.extra, "calibrated_from": "measured timings"})
@@ -436,6 +420,50 @@ def calibrate_measured(
                       source=f"{len(m)} whole-network timings measured elsewhere (digest {digest})",
                       method=method + "; validation: leave-one-out", report=report, name=name)
     return new, report
+
+
+def _fit_totals(hw: HardwareModel, graphs: Sequence[Graph], m: np.ndarray, kind: str) -> tuple[str, CalibrationReport]:
+    """:func:`_fit_measured` on whole-network timings ``m`` of ``graphs``, scored leave-one-out (each network
+    estimated by a fit without it) against the base's own estimates."""
+    from annette.estimate import estimate_many
+
+    start = time.perf_counter()
+    kind = kind if kind in hw.kinds else hw.kinds[-1]
+    terms = _terms(graphs, hw, kind)
+    loo = np.zeros_like(m)
+    for i in range(len(m)):
+        keep = np.arange(len(m)) != i
+        sub = _Terms([terms.kernel[j] for j in np.flatnonzero(keep)], terms.nodes[keep])
+        scales_i, default_i, ov_i = _fit_measured(sub, m[keep], hw)
+        hw_i = _calibrated(hw, target=hw.target, overhead=ov_i, scales=scales_i, default=default_i, n=len(m) - 1,
+                           source="", method="", report=None, name=None)
+        loo[i] = estimate_many([graphs[i]], hw_i, kind=kind)[0].total_ms
+    before = compute_metrics(m, [e.total_ms for e in estimate_many(graphs, hw, kind=kind)])
+    scales, default, ov = _fit_measured(terms, m, hw)
+    return kind, CalibrationReport(len(m), time.perf_counter() - start, scales, default, ov, before,
+                                   compute_metrics(m, loo))
+
+
+def stack_on_networks(hw: HardwareModel, graphs: Sequence[Graph], measured: Sequence[float], *,
+                      kind: str = "mixed") -> tuple[HardwareModel, CalibrationReport, bool]:
+    """The build's network stage: the stacked layer models corrected on whole generated networks measured on the
+    build's own machine (per-group factors and the per-node cost, as :func:`calibrate_measured` fits them), kept
+    only where leave-one-out over those networks beats the uncorrected estimates. Returns the bundle (unchanged
+    where not kept, its target is the build's), the report, and whether the correction was kept."""
+    m = np.asarray(measured, dtype=np.float64)
+    if len(m) < 3:
+        raise AnnetteError(f"the network stage needs at least 3 measured networks, got {len(m)}")
+    _, report = _fit_totals(hw, graphs, m, kind)
+    before, after = report.before, report.after
+    keep = before is not None and after is not None and after.mape_pct < before.mape_pct
+    if not keep:
+        return hw, report, False
+    new = _calibrated(hw, target=hw.target, overhead=report.overhead, scales=report.scales,
+                      default=report.default_scale, n=len(m),
+                      source=f"{len(m)} generated networks measured end to end by the build",
+                      method="factors per group (conv, matmul, other) ridged towards one global factor, and the "
+                             "per-node cost; validation: leave-one-out", report=report, name=hw.name)
+    return replace(new, provenance=hw.provenance), report, True
 
 
 def _calibrated(hw: HardwareModel, *, target: Any, overhead: Overhead, scales: Mapping[str, float], default: float,

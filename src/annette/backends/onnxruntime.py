@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from annette.backends.base import (
 )
 from annette.errors import BackendError
 from annette.graph.ir import Graph
-from annette.records import ExecutedNode, Target
+from annette.records import ExecutedNode, NodeProfile, Target
 
 if TYPE_CHECKING:
     import onnx
@@ -45,6 +46,7 @@ PROFILE_WARMUP = 2  # profiled runs discarded before the ``runs`` that are repor
 class OnnxRuntimeBackend:
     name = "onnxruntime"
     takes_specs = False
+    stored_nodes = staticmethod(lambda profile: stored_nodes(profile))  # a stored profile's raw nodes, again
 
     def __init__(self, threads: int = 1, opt_level: str = "all", batch: int = 1) -> None:
         self.threads = check_threads(threads)
@@ -141,17 +143,23 @@ class OrtPrepared:
             durations.setdefault(node, []).append(float(ev["dur"]) / 1000.0)
             op_types[node] = str(ev.get("args", {}).get("op_name", ""))
         return tuple(
-            ExecutedNode(
-                node=node,
-                op_type=op_types[node],
-                times_ms=tuple(times[PROFILE_WARMUP:] or times),
-                origins=(node,),
-                naming="node",
-                exec_type=f"{domains[node]}:{op_types[node]}" if node in domains else op_types[node],
-                inserted=op_types[node].startswith("Reorder"),
-            )
+            _executed(node, op_types[node], tuple(times[PROFILE_WARMUP:] or times),
+                      f"{domains[node]}:{op_types[node]}" if node in domains else op_types[node])
             for node, times in durations.items()
         )
+
+
+def _executed(node: str, op_type: str, times_ms: tuple[float, ...], exec_type: str) -> ExecutedNode:
+    """An ORT node as linking reads it: named after a member of what it runs; reorders are inserted."""
+    return ExecutedNode(node=node, op_type=op_type, times_ms=times_ms, origins=(node,), naming="node",
+                        exec_type=exec_type, inserted=op_type.startswith("Reorder"))
+
+
+def stored_nodes(profile: Sequence[NodeProfile]) -> tuple[ExecutedNode, ...]:
+    """The executed nodes of a stored profile, as :meth:`OrtPrepared.profile` reported them (ORT's origins are its
+    node names, which the profile keeps), so that a record measured with an older linker is linked again by
+    today's (``annette.mapping.learn.read_profile``)."""
+    return tuple(_executed(p.node, p.op_type, (p.time_ms,), p.exec_type) for p in profile)
 
 
 BACKENDS.register("onnxruntime", OnnxRuntimeBackend)

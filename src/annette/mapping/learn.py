@@ -106,11 +106,12 @@ def read_profile(record: BenchRecord) -> ProfiledRun | None:
     if record.graph is None or not record.profile:
         return None
     graph = record.graph
+    profile = relinked(record.target.backend, graph, record.profile)
     index = {layer.name: i for i, layer in enumerate(graph.layers)}
     members: list[tuple[Layer, ...]] = []
     covered: set[str] = set()
     unknown = 0
-    for node in record.profile:
+    for node in profile:
         names = sorted({c for c in node.covers if c in index}, key=index.__getitem__)
         unknown += sum(1 for c in node.covers if c not in index)
         members.append(tuple(graph.layers[index[n]] for n in names))
@@ -122,7 +123,18 @@ def read_profile(record: BenchRecord) -> ProfiledRun | None:
         members = [(graph.layers[0],)] * len(members)
         covered.add(graph.layers[0].name)
     removed = frozenset(layer.name for layer in graph.layers if layer.name not in covered)
-    return ProfiledRun(record, graph, tuple(record.profile), tuple(members), removed)
+    return ProfiledRun(record, graph, tuple(profile), tuple(members), removed)
+
+
+def relinked(backend: str, graph: Graph, profile: Sequence[NodeProfile]) -> Sequence[NodeProfile]:
+    """A stored profile linked to its graph again (:func:`annette.mapping.observed.link_profile`) where its backend
+    can give back the raw nodes from what a profile stores (ONNX Runtime: node names and op types), so that
+    records measured with an older linker are read as today's linker reads them; the profile as stored elsewhere."""
+    from annette.backends import BACKENDS
+    from annette.mapping.observed import link_profile
+
+    rebuild = getattr(BACKENDS.get(backend), "stored_nodes", None) if backend in BACKENDS else None
+    return link_profile(graph, rebuild(profile)) if rebuild is not None else profile
 
 
 # -- learning ------------------------------------------------------------------------------------------------

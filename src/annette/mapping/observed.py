@@ -207,10 +207,14 @@ def link_layers(
 def _fusion_neighbour(graph: Graph, name: str, owner: dict[str, str], upstream: bool) -> str | None:
     """The node that ``name`` fused into, looking at its producers (``upstream``) or its consumers."""
     if upstream:
-        for pred in graph.predecessors(name):
-            if pred in owner and graph.successors(pred) == [name]:
-                return owner[pred]
-        return None
+        # Of several producers that feed only this layer, the one whose node runs a Conv/Gemm/MatMul took it: an
+        # elementwise layer fuses into a compute kernel's output (ORT's blocked Conv adds its "Sum" input), and
+        # a pool that happens to be the Add's first input ran without it.
+        nodes = [owner[p] for p in graph.predecessors(name) if p in owner and graph.successors(p) == [name]]
+        if len(nodes) > 1:
+            heads = {owner[x.name] for x in graph.layers if x.op in MAIN_OPS and x.name in owner}
+            return next((n for n in nodes if n in heads), nodes[0])
+        return nodes[0] if nodes else None
     nodes = {owner.get(succ) for succ in graph.successors(name)}
     return nodes.pop() if len(nodes) == 1 and None not in nodes else None
 
