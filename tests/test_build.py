@@ -108,15 +108,15 @@ def test_the_network_stage_keeps_a_correction_only_where_it_beats_leave_one_out(
 
     base, _ = fit_records(sim_records, kinds=("roofline", "statistical"), holdout=0.0)
     graphs = {a: graph_from_arch(a) for a in sample_archs(24, seed=11)}
-    est = {a: e.total_ms for a, e in zip(graphs, estimate_many(list(graphs.values()), base), strict=True)}
+    est = {a: e.total_ms for a, e in zip(graphs, estimate_many(list(graphs.values()), base, kind="statistical"), strict=True)}
     # whole networks that run 30 % faster than their layers' sum (their convolutions) on this "machine"
     conv = {a: sum(x.time_ms or 0.0 for x in e.layers if x.type.startswith("Conv"))
-            for a, e in zip(graphs, estimate_many(list(graphs.values()), base), strict=True)}
+            for a, e in zip(graphs, estimate_many(list(graphs.values()), base, kind="statistical"), strict=True)}
     faster = {a: [est[a] - 0.3 * conv[a]] for a in graphs}
     hw, note = stack_stage(base, graphs, faster)
     assert hw.calibration is not None and "kept" in note and "not kept" not in note
     assert hw.target == base.target and hw.name == base.name  # still the build's own machine and bundle
-    new = {a: e.total_ms for a, e in zip(graphs, estimate_many(list(graphs.values()), hw), strict=True)}
+    new = {a: e.total_ms for a, e in zip(graphs, estimate_many(list(graphs.values()), hw, kind="statistical"), strict=True)}
     err_before = np.mean([abs(est[a] / faster[a][0] - 1) for a in graphs])
     err_after = np.mean([abs(new[a] / faster[a][0] - 1) for a in graphs])
     assert err_after < 0.5 * err_before
