@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 SHRINK = 10.0  # pseudo-samples of the global factor in each type's factor
 GROUP_MIN = 20  # whole-network timings from which per-group factors are fitted
+GROUP_SHARE = 0.1  # the least share of the networks' kernel time a group needs for a factor of its own
 HOLDOUT = 5  # one calibration record in HOLDOUT is scored, not fitted
 STAGE_MIX = {"overhead": 0.0, "micro": 0.45, "multi": 0.25, "context": 0.30}  # shares of the measured configurations
 GROUPS = ("conv", "matmul", "other")
@@ -382,15 +383,20 @@ def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel,
     scales = {t: s for t in types}
     if k >= GROUP_MIN:
         cols = {g: np.array([sum(v for t, v in per.items() if _group(t) == g) for per in terms.kernel]) for g in GROUPS}
-        used = [g for g in GROUPS if cols[g].sum() > 0]
-        G = np.column_stack([cols[g] for g in used]) * w[:, None]
-        y = (measured - base.per_run_ms - _node_ms(ov) * terms.nodes) * w
-        lam = np.sqrt(ridge * 2.0) * np.mean(np.abs(G), axis=0)
-        G2 = np.vstack([G, np.diag(lam)])
-        y2 = np.concatenate([y, lam * s])
-        fitted, *_ = np.linalg.lstsq(G2, y2, rcond=None)
-        factor = {g: max(float(f), 1e-3) for g, f in zip(used, fitted, strict=True)}
-        scales = {t: factor.get(_group(t), s) for t in types}
+        # a group gets a factor of its own only where it carries a real share of the networks' kernel time: a
+        # group that is a sliver of every network (the classifier Gemm of a NAS cell) is not identified by them
+        total = sum(float(cols[g].sum()) for g in GROUPS)
+        used = [g for g in GROUPS if cols[g].sum() >= GROUP_SHARE * total]
+        if used:
+            rest = s * sum((cols[g] for g in GROUPS if g not in used), np.zeros_like(measured))  # at the global factor
+            G = np.column_stack([cols[g] for g in used]) * w[:, None]
+            y = (measured - base.per_run_ms - _node_ms(ov) * terms.nodes - rest) * w
+            lam = np.sqrt(ridge * 2.0) * np.mean(np.abs(G), axis=0)
+            G2 = np.vstack([G, np.diag(lam)])
+            y2 = np.concatenate([y, lam * s])
+            fitted, *_ = np.linalg.lstsq(G2, y2, rcond=None)
+            factor = {g: max(float(f), 1e-3) for g, f in zip(used, fitted, strict=True)}
+            scales = {t: factor.get(_group(t), s) for t in types}
     return scales, s, ov
 
 
