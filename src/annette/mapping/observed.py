@@ -215,8 +215,8 @@ def _fusion_neighbour(graph: Graph, name: str, owner: dict[str, str], upstream: 
             heads = {owner[x.name] for x in graph.layers if x.op in MAIN_OPS and x.name in owner}
             return next((n for n in nodes if n in heads), nodes[0])
         return nodes[0] if nodes else None
-    nodes = {owner.get(succ) for succ in graph.successors(name)}
-    return nodes.pop() if len(nodes) == 1 and None not in nodes else None
+    consumers = {owner.get(succ) for succ in graph.successors(name)}
+    return consumers.pop() if len(consumers) == 1 and None not in consumers else None
 
 
 def order_layers(graph: Graph, names: set[str]) -> tuple[str, ...]:
