@@ -315,7 +315,7 @@ def test_build_on_a_label(cluster: LocalCluster, tmp_path: Path) -> None:
     assert f"--cluster {cluster.address} --target sim2" in bundle["provenance"]["build"]["command"]
     with BenchStore(out, create=False) as store:
         assert json.loads(store.meta()["cluster"])["label"] == "sim2"
-        assert store.count() == sum(s["measured"] for s in doc["stages"] if s["name"] not in ("fit", "validate"))
+        assert store.count() == sum(s["measured"] for s in doc["stages"] if s["name"] not in ("fit", "networks", "validate"))
 
 
 def test_labels_and_errors(cluster: LocalCluster, tmp_path: Path) -> None:
