@@ -143,7 +143,8 @@ def test_simulated_closed_form_and_fusion() -> None:
     assert "for tests only" in get_backend("simulated").describe().device_model
 
 
-def test_link_layers_on_runtime_names() -> None:
+def _residual_graph() -> tuple[Graph, dict[str, TensorSpec]]:
+    """conv -> bn -> relu -> conv2 -> add(conv2, relu) -> relu2, and its tensors by name."""
     t = {n: TensorSpec(n, (1, 4, 8, 8)) for n in ("x", "c", "b", "r", "c2", "a", "r2")}
     w = (TensorSpec("w", (4, 4, 3, 3)),)
     graph = Graph("g", (t["x"],), (
@@ -154,6 +155,11 @@ def test_link_layers_on_runtime_names() -> None:
         Layer("add", "Add", (t["c2"], t["r"]), (t["a"],)),
         Layer("relu2", "Relu", (t["a"],), (t["r2"],)),
     ), ("r2",)).validate()
+    return graph, t
+
+
+def test_link_layers_on_runtime_names() -> None:
+    graph, t = _residual_graph()
     # ORT NCHWc names a Conv node after its output tensor: "r_nchwc" is the Conv+BN+Relu chain ending in r
     assert resolve_runtime_name("r_nchwc", graph, "Conv") == {"conv", "bn", "relu"}
     assert resolve_runtime_name("fused conv2", graph, "FusedConv") == {"conv2"}
@@ -181,16 +187,7 @@ def test_link_layers_on_runtime_names() -> None:
 
 
 def test_link_profile_reads_each_naming() -> None:
-    t = {n: TensorSpec(n, (1, 4, 8, 8)) for n in ("x", "c", "b", "r", "c2", "a", "r2")}
-    w = (TensorSpec("w", (4, 4, 3, 3)),)
-    graph = Graph("g", (t["x"],), (
-        Layer("conv", "Conv", (t["x"],), (t["c"],), w),
-        Layer("bn", "BatchNormalization", (t["c"],), (t["b"],)),
-        Layer("relu", "Relu", (t["b"],), (t["r"],)),
-        Layer("conv2", "Conv", (t["r"],), (t["c2"],), w),
-        Layer("add", "Add", (t["c2"], t["r"]), (t["a"],)),
-        Layer("relu2", "Relu", (t["a"],), (t["r2"],)),
-    ), ("r2",)).validate()
+    graph, t = _residual_graph()
     # ONNX Runtime: nodes under their own names, resolved with their op type; an inserted reorder covers none;
     # the label is the minimum over the profiled runs
     ort = [ExecutedNode("ReorderInput", "ReorderInput", (0.1,), ("ReorderInput",), "node", inserted=True),

@@ -452,9 +452,9 @@ def stack_stage(hw: HardwareModel, graphs: Mapping[str, Graph], times: Mapping[s
 
 
 def _group_factors(scales: Mapping[str, float]) -> dict[str, float]:
-    from annette.calibrate import _group
+    from annette.calibrate import group_of
 
-    return {_group(t): f for t, f in scales.items()}
+    return {group_of(t): f for t, f in scales.items()}
 
 
 def validate(

@@ -356,7 +356,8 @@ def read_measured(path: str | Path, *, batch: int | None = None) -> list[tuple[s
     return out
 
 
-def _group(model_type: str) -> str:
+def group_of(model_type: str) -> str:
+    """The group of a layer-model type whose factor a calibration from whole networks fits: conv, matmul or other."""
     head = model_type.split("+", 1)[0].split("[", 1)[0]
     return "conv" if head == "Conv" else "matmul" if head in ("MatMul", "Gemm") else "other"
 
@@ -382,7 +383,7 @@ def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel,
     types = sorted({t for per in terms.kernel for t in per})
     scales = {t: s for t in types}
     if k >= GROUP_MIN:
-        cols = {g: np.array([sum(v for t, v in per.items() if _group(t) == g) for per in terms.kernel]) for g in GROUPS}
+        cols = {g: np.array([sum(v for t, v in per.items() if group_of(t) == g) for per in terms.kernel]) for g in GROUPS}
         # a group gets a factor of its own only where it carries a real share of the networks' kernel time: a
         # group that is a sliver of every network (the classifier Gemm of a NAS cell) is not identified by them
         total = sum(float(cols[g].sum()) for g in GROUPS)
@@ -396,7 +397,7 @@ def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel,
             y2 = np.concatenate([y, lam * s])
             fitted, *_ = np.linalg.lstsq(G2, y2, rcond=None)
             factor = {g: max(float(f), 1e-3) for g, f in zip(used, fitted, strict=True)}
-            scales = {t: factor.get(_group(t), s) for t in types}
+            scales = {t: factor.get(group_of(t), s) for t in types}
     return scales, s, ov
 
 
@@ -414,7 +415,7 @@ def calibrate_measured(
         raise AnnetteError(f"calibration from measured timings needs at least 3 networks, got {len(measured)}")
     hw = base if isinstance(base, HardwareModel) else HardwareModel.load(base)
     m = np.array([ms for _, _, ms in measured], dtype=np.float64)
-    kind, report = _fit_totals(hw, [g for _, g, _ in measured], m, kind)
+    _, report = _fit_totals(hw, [g for _, g, _ in measured], m, kind)
     scales, default, ov = report.scales, report.default_scale, report.overhead
     target = replace(hw.target, backend="external",
                      device_model=device or "a device calibrated from measured timings", extra={

@@ -43,10 +43,23 @@ OPT_LEVELS = ("disabled", "basic", "extended", "layout", "all")
 PROFILE_WARMUP = 2  # profiled runs discarded before the ``runs`` that are reported
 
 
+def _executed(node: str, op_type: str, times_ms: tuple[float, ...], exec_type: str) -> ExecutedNode:
+    """An ORT node as linking reads it: named after a member of what it runs; reorders are inserted."""
+    return ExecutedNode(node=node, op_type=op_type, times_ms=times_ms, origins=(node,), naming="node",
+                        exec_type=exec_type, inserted=op_type.startswith("Reorder"))
+
+
+def stored_nodes(profile: Sequence[NodeProfile]) -> tuple[ExecutedNode, ...]:
+    """The executed nodes of a stored profile, as :meth:`OrtPrepared.profile` reported them (ORT's origins are its
+    node names, which the profile keeps), so that a record measured with an older linker is linked again by
+    today's (``annette.mapping.learn.read_profile``)."""
+    return tuple(_executed(p.node, p.op_type, (p.time_ms,), p.exec_type) for p in profile)
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
     takes_specs = False
-    stored_nodes = staticmethod(lambda profile: stored_nodes(profile))  # a stored profile's raw nodes, again
+    stored_nodes = staticmethod(stored_nodes)  # a stored profile's raw nodes, again
 
     def __init__(self, threads: int = 1, opt_level: str = "all", batch: int = 1) -> None:
         self.threads = check_threads(threads)
@@ -147,19 +160,6 @@ class OrtPrepared:
                       f"{domains[node]}:{op_types[node]}" if node in domains else op_types[node])
             for node, times in durations.items()
         )
-
-
-def _executed(node: str, op_type: str, times_ms: tuple[float, ...], exec_type: str) -> ExecutedNode:
-    """An ORT node as linking reads it: named after a member of what it runs; reorders are inserted."""
-    return ExecutedNode(node=node, op_type=op_type, times_ms=times_ms, origins=(node,), naming="node",
-                        exec_type=exec_type, inserted=op_type.startswith("Reorder"))
-
-
-def stored_nodes(profile: Sequence[NodeProfile]) -> tuple[ExecutedNode, ...]:
-    """The executed nodes of a stored profile, as :meth:`OrtPrepared.profile` reported them (ORT's origins are its
-    node names, which the profile keeps), so that a record measured with an older linker is linked again by
-    today's (``annette.mapping.learn.read_profile``)."""
-    return tuple(_executed(p.node, p.op_type, (p.time_ms,), p.exec_type) for p in profile)
 
 
 BACKENDS.register("onnxruntime", OnnxRuntimeBackend)
