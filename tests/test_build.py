@@ -57,9 +57,33 @@ def test_every_build_stage_has_families_and_plans_are_seeded() -> None:
 
 def test_validation_networks_are_none_a_stage_draws() -> None:
     nets = validation_networks(6)
-    assert len(nets) == 6 and sum(name.startswith("nb201:") for name, _ in nets) == 3
+    families = [name.split(":", 1)[0] for name, _ in nets]
+    assert len(nets) == 6 and families.count("nb201") == 2
+    assert sum(FAMILIES.get(f).stage == "context" for f in families if f != "nb201") == 2
+    assert sum(FAMILIES.get(f).stage == "network" for f in families if f != "nb201") == 2
     drawn = {c.config_id for c in stage_plan("context", "validation", seed=0, size=200)}
     assert not {name.split(":", 1)[1] for name, _ in nets if not name.startswith("nb201:")} & drawn
+
+
+@pytest.mark.parametrize("family", ["net_cnn", "net_vit"])
+def test_whole_generated_networks_run_and_are_of_mainstream_size(family: str) -> None:
+    """Each draw of a whole-network family is a valid network ONNX Runtime runs, classifying a batch into 1000
+    classes, with a MAC count (the graph's own accounting) near the sampler's rough one, within the stage's cap."""
+    import onnxruntime as ort
+
+    from annette.bench.networks import NET_MAX_MACS
+    from annette.graph.accounting import account_graph
+
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        p = sample_params(family, rng, max_cost=NET_MAX_MACS)
+        model = build_model(family, p)
+        macs = account_graph(graph_from_onnx(model)).total.macs
+        assert 0.5 < macs / FAMILIES.get(family).cost(p) < 2.0, (p, macs)
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        x = np.zeros([p["batch"], 3, p["size"], p["size"]], dtype=np.float32)
+        (y,) = sess.run(None, {sess.get_inputs()[0].name: x})
+        assert y.shape == (p["batch"], 1000)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +173,32 @@ def test_calibrate_measured_from_ten_timings_recovers_a_slower_device(sim_record
                           / truth[25:] - 1)) < 0.03
     with pytest.raises(Exception, match="at least 3"):
         calibrate_measured(base, rows[:2])
+
+
+def test_calibration_learns_how_kernel_time_grows_with_the_bytes_a_network_moves(sim_records: list[BenchRecord]) -> None:
+    """Networks whose kernels run (MB moved / 10 MB) ** 0.05 times their estimate (colder caches the more data a
+    network moves): from 24 timings spanning 30x in traffic the slope is recovered and the other networks are
+    estimated within 1 %."""
+    from annette.spaces.nb201 import graph_from_arch, sample_archs
+
+    base, _ = fit_records(sim_records, kinds=("roofline", "statistical"), holdout=0.0)
+    graphs = [graph_from_arch(a, batch=b) for a, b in zip(sample_archs(32, seed=7), [1, 2, 4, 8, 16, 32] * 6, strict=False)]
+    bare = replace(base, overhead=replace(base.overhead, per_node_ms=0.0, per_run_ms=0.0))
+    ests = estimate_many(graphs, bare, kind="statistical")
+    traffic = np.array([e.traffic_mb for e in ests])
+    assert traffic.max() / traffic.min() > 10
+    nodes = np.array([e.n_executed for e in ests])
+    truth = np.array([e.total_ms for e in ests]) * (traffic / 10.0) ** 0.05 + 0.002 * nodes + base.overhead.per_run_ms
+    rows = [(g.name, g, float(t)) for g, t in zip(graphs, truth, strict=True)]
+    new, report = calibrate_measured(base, rows[:24], kind="statistical")
+    assert report.size_slope == pytest.approx(0.05, abs=0.0051)
+    assert new.calibration is not None and new.calibration.size_slope == report.size_slope
+    est = np.array([e.total_ms for e in estimate_many(graphs[24:], new, kind="statistical")])
+    assert np.mean(np.abs(est / truth[24:] - 1)) < 0.01
+    again = HardwareModel.from_dict(json.loads(json.dumps(new.to_dict())))  # the slope survives the bundle file
+    assert [e.total_ms for e in estimate_many(graphs[24:], again, kind="statistical")] == list(est)
+    flat, flat_report = calibrate_measured(base, rows[:24:6], kind="statistical")  # 4 timings: no slope
+    assert flat_report.size_slope == 0.0 and flat.calibration is not None
 
 
 def test_cli_calibrate_from_a_csv(sim_records: list[BenchRecord], tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -394,14 +394,17 @@ def _buildable(config: BenchConfig) -> bool:
 
 # -- validation ---------------------------------------------------------------------------------------------
 def validation_networks(n: int, *, seed: int = VALIDATION_SEED) -> list[tuple[str, Any]]:
-    """``n`` generated networks no build stage measures: half NAS-Bench-201 networks (0.1-3 ms), half blocks in
-    context, drawn with ``seed`` (not a stage's). Returns (name, onnx.ModelProto)."""
+    """``n`` generated networks no build stage measures, drawn with ``seed`` (not a stage's), a third each:
+    NAS-Bench-201 networks (0.1-3 ms), blocks in context, and whole networks of mainstream size (2-80 ms,
+    ``annette.bench.networks``). Returns (name, onnx.ModelProto)."""
+    from annette.bench.networks import NET_MAX_MACS
     from annette.spaces.nb201 import onnx_from_arch, sample_archs
 
-    n_cells = n // 2
+    n_cells, n_blocks = n // 3, n // 3
     nets: list[tuple[str, Any]] = [(f"nb201:{a}", onnx_from_arch(a)) for a in sample_archs(n_cells, seed=seed)]
-    for cfg in stage_plan("context", "validation", seed=seed, size=n - n_cells):
-        nets.append((f"{cfg.family}:{cfg.config_id}", build_model(cfg.family, cfg.params, name=cfg.family)))
+    cfgs = [*stage_plan("context", "validation", seed=seed, size=n_blocks),
+            *stage_plan("network", "validation", seed=seed, size=n - n_cells - n_blocks, max_cost=NET_MAX_MACS)]
+    nets += [(f"{cfg.family}:{cfg.config_id}", build_model(cfg.family, cfg.params, name=cfg.family)) for cfg in cfgs]
     return nets
 
 
@@ -446,7 +449,8 @@ def stack_stage(hw: HardwareModel, graphs: Mapping[str, Graph], times: Mapping[s
     factors = ", ".join(f"{g} {f:.3f}" for g, f in sorted(_group_factors(report.scales).items()))
     node_us = 1000 * (report.overhead.per_node_ms - report.overhead.profiler_node_ms)
     note = (f"{len(names)} networks: MAPE {before.mape_pct:.1f} % -> {after.mape_pct:.1f} % leave-one-out; "
-            + (f"kept (factors {factors}; {node_us:.2f} µs per node)" if kept
+            + (f"kept (factors {factors}; {node_us:.2f} µs per node; size slope {report.size_slope:+.3f} at "
+               f"{report.size_ref_mb:.0f} MB)" if kept
                else "not kept (no better than the fitted bundle)"))
     return new, note
 

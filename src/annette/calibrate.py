@@ -51,6 +51,11 @@ GROUP_SHARE = 0.1  # the least share of the networks' kernel time a group needs 
 HOLDOUT = 5  # one calibration record in HOLDOUT is scored, not fitted
 STAGE_MIX = {"overhead": 0.0, "micro": 0.45, "multi": 0.25, "context": 0.30}  # shares of the measured configurations
 GROUPS = ("conv", "matmul", "other")
+# Size slopes tried for the kernel time's dependence on the bytes a network moves, factor (MB / ref) ** slope:
+# micro-benchmarks run each layer with its data hot; a network's layers hand larger working sets through the
+# caches the more data it moves (see Calibration.size_factor). Only from GROUP_MIN timings spanning SIZE_SPAN.
+SIZE_SLOPES = tuple(round(float(x), 3) for x in np.arange(-0.1, 0.1001, 0.005))
+SIZE_SPAN = 10.0
 
 Progress = Callable[[str], None]
 
@@ -67,6 +72,8 @@ class CalibrationReport:
     before: Metrics | None
     after: Metrics | None
     store: str | None = None
+    size_slope: float = 0.0
+    size_ref_mb: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,16 +85,24 @@ class CalibrationReport:
             "before": None if self.before is None else self.before.to_dict(),
             "after": None if self.after is None else self.after.to_dict(),
             "store": self.store,
+            "size_slope": self.size_slope,
+            "size_ref_mb": self.size_ref_mb,
         }
 
 
 # -- the base model's terms ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Terms:
-    """Per graph: the base model's kernel time per layer-model type (no overheads), and its executed layers."""
+    """Per graph: the base model's kernel time per layer-model type (no overheads), its executed layers, and the
+    MB they move (inputs, outputs and weights of every executed layer)."""
 
     kernel: list[dict[str, float]]
     nodes: np.ndarray
+    traffic: np.ndarray
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> _Terms:
+        idx = np.asarray(idx, dtype=np.intp)
+        return _Terms([self.kernel[i] for i in idx], self.nodes[idx], self.traffic[idx])
 
 
 def _terms(graphs: Sequence[Graph], hw: HardwareModel, kind: str) -> _Terms:
@@ -96,6 +111,7 @@ def _terms(graphs: Sequence[Graph], hw: HardwareModel, kind: str) -> _Terms:
     bare = replace(hw, overhead=Overhead(), calibration=None)
     kernel: list[dict[str, float]] = []
     nodes = []
+    traffic = []
     for est in estimate_many(graphs, bare, kind=kind):
         per: dict[str, float] = defaultdict(float)
         for layer in est.layers:
@@ -103,7 +119,8 @@ def _terms(graphs: Sequence[Graph], hw: HardwareModel, kind: str) -> _Terms:
                 per[layer.model.split("/", 1)[0] or layer.type] += layer.time_ms
         kernel.append(dict(per))
         nodes.append(est.n_executed)
-    return _Terms(kernel, np.array(nodes, dtype=np.float64))
+        traffic.append(est.traffic_mb)
+    return _Terms(kernel, np.array(nodes, dtype=np.float64), np.array(traffic, dtype=np.float64))
 
 
 def _node_ms(overhead: Overhead) -> float:
@@ -243,7 +260,7 @@ def calibrate_here(
     def fit(rs: Sequence[Any]) -> tuple[dict[str, float], float, Overhead]:
         scales, default = _per_type_scales(rs, hw, kind)
         idx = np.array([position[r.config_id] for r in rs], dtype=np.intp)
-        terms = _Terms([all_terms.kernel[i] for i in idx], all_terms.nodes[idx])
+        terms = all_terms.take(idx)
         return scales, default, _refit_overhead(terms, all_measured[idx], scales, default, new_overhead)
 
     method = (f"per-type factors: time-weighted median of observed/predicted profiled kernel time, shrunk to the "
@@ -362,13 +379,43 @@ def group_of(model_type: str) -> str:
     return "conv" if head == "Conv" else "matmul" if head in ("MatMul", "Gemm") else "other"
 
 
-def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel,
-                  ridge: float = 1.0) -> tuple[dict[str, float], float, Overhead]:
+@dataclass(frozen=True)
+class _Fit:
+    """Factors per layer-model type (``default`` for the rest), the overhead, and the size slope at ``ref_mb``."""
+
+    scales: dict[str, float]
+    default: float
+    overhead: Overhead
+    slope: float = 0.0
+    ref_mb: float = 1.0
+
+
+def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel, ridge: float = 1.0) -> _Fit:
+    """:func:`_fit_at` for each size slope of :data:`SIZE_SLOPES` (only 0 with fewer than GROUP_MIN timings or
+    networks that move about the same bytes); the slope of least weighted squared error wins."""
+    traffic = np.maximum(terms.traffic, 1e-6)
+    ref = float(np.exp(np.mean(np.log(traffic))))
+    span = float(traffic.max() / traffic.min())
+    slopes = SIZE_SLOPES if len(measured) >= GROUP_MIN and span >= SIZE_SPAN else (0.0,)
+    best: tuple[float, _Fit] | None = None
+    for slope in slopes:
+        factor = (traffic / ref) ** slope
+        fit = _fit_at(terms, measured, hw, factor, ridge)
+        kernel = np.array([sum(t * fit.scales.get(k, fit.default) for k, t in per.items()) for per in terms.kernel])
+        pred = kernel * factor + _node_ms(fit.overhead) * terms.nodes + fit.overhead.per_run_ms
+        sse = float(np.sum(((pred - measured) / measured) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, replace(fit, slope=slope, ref_mb=ref) if slope else fit)
+    assert best is not None
+    return best[1]
+
+
+def _fit_at(terms: _Terms, measured: np.ndarray, hw: HardwareModel, size: np.ndarray, ridge: float) -> _Fit:
     """Global factor and per-node cost (ridge towards the base's), then, from GROUP_MIN timings on, per-group
-    factors ridged towards the global one; every factor is on the base's kernel time."""
+    factors ridged towards the global one; every factor is on the base's kernel time times ``size`` (per graph)."""
     k = len(measured)
     w = 1.0 / measured
-    kernel = _predict(terms, {}, 1.0, Overhead())
+    kernel = _predict(terms, {}, 1.0, Overhead()) * size
     base = hw.overhead
     # [s, per_node] with per_run fixed at the base's; ridge rows keep per_node near the base's with few timings
     A = np.column_stack([kernel, terms.nodes]) * w[:, None]
@@ -383,7 +430,8 @@ def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel,
     types = sorted({t for per in terms.kernel for t in per})
     scales = {t: s for t in types}
     if k >= GROUP_MIN:
-        cols = {g: np.array([sum(v for t, v in per.items() if group_of(t) == g) for per in terms.kernel]) for g in GROUPS}
+        cols = {g: size * np.array([sum(v for t, v in per.items() if group_of(t) == g) for per in terms.kernel])
+                for g in GROUPS}
         # a group gets a factor of its own only where it carries a real share of the networks' kernel time: a
         # group that is a sliver of every network (the classifier Gemm of a NAS cell) is not identified by them
         total = sum(float(cols[g].sum()) for g in GROUPS)
@@ -398,7 +446,7 @@ def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel,
             fitted, *_ = np.linalg.lstsq(G2, y2, rcond=None)
             factor = {g: max(float(f), 1e-3) for g, f in zip(used, fitted, strict=True)}
             scales = {t: factor.get(group_of(t), s) for t in types}
-    return scales, s, ov
+    return _Fit(scales, s, ov)
 
 
 def calibrate_measured(
@@ -425,7 +473,8 @@ def calibrate_measured(
               "factors per group (conv, matmul, other) ridged towards one global factor, and the per-node cost")
     new = _calibrated(hw, target=target, overhead=ov, scales=scales, default=default, n=len(m),
                       source=f"{len(m)} whole-network timings measured elsewhere (digest {digest})",
-                      method=method + "; validation: leave-one-out", report=report, name=name)
+                      method=method + "; validation: leave-one-out", report=report, name=name,
+                      size=(report.size_slope, report.size_ref_mb))
     return new, report
 
 
@@ -440,15 +489,14 @@ def _fit_totals(hw: HardwareModel, graphs: Sequence[Graph], m: np.ndarray, kind:
     loo = np.zeros_like(m)
     for i in range(len(m)):
         keep = np.arange(len(m)) != i
-        sub = _Terms([terms.kernel[j] for j in np.flatnonzero(keep)], terms.nodes[keep])
-        scales_i, default_i, ov_i = _fit_measured(sub, m[keep], hw)
-        hw_i = _calibrated(hw, target=hw.target, overhead=ov_i, scales=scales_i, default=default_i, n=len(m) - 1,
-                           source="", method="", report=None, name=None)
+        f = _fit_measured(terms.take(np.flatnonzero(keep)), m[keep], hw)
+        hw_i = _calibrated(hw, target=hw.target, overhead=f.overhead, scales=f.scales, default=f.default,
+                           n=len(m) - 1, source="", method="", report=None, name=None, size=(f.slope, f.ref_mb))
         loo[i] = estimate_many([graphs[i]], hw_i, kind=kind)[0].total_ms
     before = compute_metrics(m, [e.total_ms for e in estimate_many(graphs, hw, kind=kind)])
-    scales, default, ov = _fit_measured(terms, m, hw)
-    return kind, CalibrationReport(len(m), time.perf_counter() - start, scales, default, ov, before,
-                                   compute_metrics(m, loo))
+    f = _fit_measured(terms, m, hw)
+    return kind, CalibrationReport(len(m), time.perf_counter() - start, f.scales, f.default, f.overhead, before,
+                                   compute_metrics(m, loo), size_slope=f.slope, size_ref_mb=f.ref_mb)
 
 
 def stack_on_networks(hw: HardwareModel, graphs: Sequence[Graph], measured: Sequence[float], *,
@@ -468,20 +516,23 @@ def stack_on_networks(hw: HardwareModel, graphs: Sequence[Graph], measured: Sequ
     new = _calibrated(hw, target=hw.target, overhead=report.overhead, scales=report.scales,
                       default=report.default_scale, n=len(m),
                       source=f"{len(m)} generated networks measured end to end by the build",
-                      method="factors per group (conv, matmul, other) ridged towards one global factor, and the "
-                             "per-node cost; validation: leave-one-out", report=report, name=hw.name)
+                      method="factors per group (conv, matmul, other) ridged towards one global factor, the "
+                             "per-node cost and the size slope; validation: leave-one-out", report=report,
+                      name=hw.name, size=(report.size_slope, report.size_ref_mb))
     return replace(new, provenance=hw.provenance), report, True
 
 
 def _calibrated(hw: HardwareModel, *, target: Any, overhead: Overhead, scales: Mapping[str, float], default: float,
-                n: int, source: str, method: str, report: CalibrationReport | None, name: str | None) -> HardwareModel:
+                n: int, source: str, method: str, report: CalibrationReport | None, name: str | None,
+                size: tuple[float, float] = (0.0, 1.0)) -> HardwareModel:
     from datetime import datetime, timezone
 
     validation = {} if report is None else {
         "before": None if report.before is None else report.before.to_dict(),
         "after": None if report.after is None else report.after.to_dict()}
     calibration = Calibration(scales=dict(scales), default_scale=default, base=hw.name, source=source, n_records=n,
-                              method=method, machine=target.to_dict(), validation=validation)
+                              method=method, machine=target.to_dict(), validation=validation, size_slope=size[0],
+                              size_ref_mb=size[1])
     provenance = {**hw.provenance, "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "calibrated_from": hw.name}
     return replace(hw, name=name or f"{hw.name}-calibrated", target=target, overhead=overhead, calibration=calibration,

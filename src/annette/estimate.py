@@ -178,6 +178,7 @@ class Estimate:
     # their time (included in total_ms).
     n_generic: int = 0
     generic_ms: float = 0.0
+    traffic_mb: float = 0.0  # what the executed layers move: inputs, outputs and weights (MB)
     # What the caller should know about every number here (e.g. the bundle was fitted for another machine).
     warnings: tuple[str, ...] = ()
 
@@ -218,6 +219,7 @@ class Estimate:
             "n_unsupported": self.n_unsupported,
             "n_generic": self.n_generic,
             "generic_ms": self.generic_ms,
+            "traffic_mb": self.traffic_mb,
             "warnings": list(self.warnings),
             "generic_share": self.generic_share,
             "removed": list(self.removed),
@@ -319,6 +321,7 @@ def estimate_many(
     rows_of: dict[int, list[int]] = defaultdict(list)
     models: dict[int, Resolved] = {}
     row_times = np.full(len(X), math.nan)
+    row_kernel = np.full(len(X), math.nan)
     bounds = np.full(len(X), "-", dtype=object)
     for u, t in enumerate(types):
         r = resolved[t]
@@ -335,9 +338,17 @@ def estimate_many(
         # kernel time (scaled onto the calibrated machine; as a profiler reports it, so less the profiler's own
         # per-node cost) + the per-node overhead (older bundles: one negative correction of profiled kernel times)
         scale = 1.0 if hw.calibration is None else hw.calibration.scale(models[key].type)
-        row_times[idx] = np.maximum(models[key].model.predict(sub) * scale + node_ms, 0.0)
+        row_kernel[idx] = models[key].model.predict(sub) * scale
+        row_times[idx] = np.maximum(row_kernel[idx] + node_ms, 0.0)
         bounds[idx] = _bound(hw, models[key], sub)
     times = row_times[inverse]
+    ends = np.cumsum(sizes, dtype=np.intp)
+    moved = np.concatenate([[0.0], np.cumsum(np.nan_to_num(everything.column("bytes"))[inverse])])
+    traffic = (moved[ends] - moved[ends - np.asarray(sizes, dtype=np.intp)]) / 1e6
+    if hw.calibration is not None and hw.calibration.size_slope:
+        factor = np.repeat([hw.calibration.size_factor(t) for t in traffic], sizes)
+        kernel = row_kernel[inverse]
+        times = np.where(np.isnan(kernel), times, np.maximum(kernel * factor + node_ms, 0.0))
     extra = None if hw.cache is None else _cache_extra(hw.cache, everything.column("weight_bytes"), inverse, sizes)
     if extra is not None:
         times = times + extra
@@ -371,6 +382,7 @@ def estimate_many(
             cache_ms=0.0 if extra is None else float(extra[start:stop].sum()),
             n_generic=int(cum_generic[stop] - cum_generic[start]),
             generic_ms=float(generic_times[start:stop].sum()),
+            traffic_mb=float(traffic[index]),
             warnings=notes,
         )
         if strict and est.n_unsupported:

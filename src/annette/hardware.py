@@ -131,7 +131,9 @@ class Calibration:
     multiplied by its type's factor in ``scales`` (types not listed: ``default_scale``), and the bundle's overheads
     are the ones measured there. ``machine`` is the target calibrated for, ``base`` the bundle it started from,
     ``source`` what was measured ("micro-benchmarks and blocks on this machine", or whole-network timings from a
-    file), ``validation`` the accuracy on calibration networks held out from the fit, before and after."""
+    file), ``validation`` the accuracy on calibration networks held out from the fit, before and after.
+    ``size_slope``: kernel times are also multiplied by (MB the network moves / ``size_ref_mb``) ** size_slope, one
+    factor per network (its layers run with colder caches the more data it moves than a micro-benchmark does)."""
 
     scales: Mapping[str, float]
     default_scale: float
@@ -141,14 +143,21 @@ class Calibration:
     method: str
     machine: Mapping[str, Any] = field(default_factory=dict)
     validation: Mapping[str, Any] = field(default_factory=dict)
+    size_slope: float = 0.0
+    size_ref_mb: float = 1.0
 
     def scale(self, type_name: str) -> float:
         return float(self.scales.get(type_name, self.default_scale))
 
+    def size_factor(self, traffic_mb: float) -> float:
+        """The factor on the kernel times of a network whose executed layers move ``traffic_mb`` MB."""
+        return float((max(traffic_mb, 1e-6) / self.size_ref_mb) ** self.size_slope) if self.size_slope else 1.0
+
     def to_dict(self) -> dict[str, Any]:
         return {"scales": dict(self.scales), "default_scale": self.default_scale, "base": self.base,
                 "source": self.source, "n_records": self.n_records, "method": self.method,
-                "machine": dict(self.machine), "validation": dict(self.validation)}
+                "machine": dict(self.machine), "validation": dict(self.validation), "size_slope": self.size_slope,
+                "size_ref_mb": self.size_ref_mb}
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Calibration:
@@ -163,6 +172,8 @@ class Calibration:
             method=str(d.get("method", "")),
             machine=dict(d.get("machine", {})),
             validation=dict(d.get("validation", {})),
+            size_slope=checks.number(d.get("size_slope", 0.0), "calibration.size_slope"),
+            size_ref_mb=checks.number(d.get("size_ref_mb", 1.0), "calibration.size_ref_mb", positive=True),
         )
 
 

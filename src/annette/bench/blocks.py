@@ -551,9 +551,14 @@ _register("se", "multi", _se_build,
 
 
 def _attention_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    n, s, d, heads = p["n"], p["s"], p["d"], p["heads"]
+    return [attention_block(b, b.input((p["n"], p["s"], p["d"])), p["heads"])]
+
+
+def attention_block(b: NetBuilder, x: str, heads: int) -> str:
+    """Multi-head self-attention on tokens ``x`` (n, s, d): q/k/v projections, softmax(q k^T / sqrt(hd)) v, output
+    projection."""
+    n, s, d = b.shapes[x]
     hd = d // heads
-    x = b.input((n, s, d))
 
     def split(t: str) -> str:  # (n, s, d) -> (n, heads, s, hd)
         return b.transpose(b.reshape(t, (n, s, heads, hd)), (0, 2, 1, 3))
@@ -563,7 +568,7 @@ def _attention_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     scale = b.const("attn.scale", np.array(1.0 / math.sqrt(hd), dtype=_NP_TYPES[b.dtype]))
     att = b.softmax(b.binary("Mul", b.matmul(q, kt), scale))
     o = b.reshape(b.transpose(b.matmul(att, v), (0, 2, 1, 3)), (n, s, d))
-    return [b.linear(o, d, base="proj")]
+    return b.linear(o, d, base="proj")
 
 
 def _attention_sample(rng: np.random.Generator) -> Params:
@@ -576,9 +581,14 @@ _register("attention", "multi", _attention_build, _attention_sample,
 
 
 def _mlp_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    x = b.input((p["n"], p["s"], p["d"]))
-    y = b.linear(b.act(b.linear(b.layernorm(x), p["d"] * p["ratio"], base="fc1"), "gelu"), p["d"], base="fc2")
-    return [b.binary("Add", y, x)]
+    return [mlp_block(b, b.input((p["n"], p["s"], p["d"])), p["ratio"])]
+
+
+def mlp_block(b: NetBuilder, x: str, ratio: int) -> str:
+    """A transformer's pre-norm MLP on tokens ``x``: LayerNorm, fc (d * ratio), GELU, fc (d), residual."""
+    d = b.shapes[x][-1]
+    y = b.linear(b.act(b.linear(b.layernorm(x), d * ratio, base="fc1"), "gelu"), d, base="fc2")
+    return b.binary("Add", y, x)
 
 
 _register("mlp", "multi", _mlp_build,
@@ -713,3 +723,4 @@ def family_params(layer: Layer) -> tuple[str, Params] | None:
 
 # The families of the other build stages register themselves into the same registry.
 from annette.bench import context_blocks as _context_blocks  # noqa: E402,F401
+from annette.bench import networks as _networks  # noqa: E402,F401

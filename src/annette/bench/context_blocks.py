@@ -68,11 +68,21 @@ def _basic_sample(rng: np.random.Generator) -> Params:
 
 
 def _basic(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    x = _stem(b, p)
+    return _tail(b, basic_block(b, _stem(b, p), p))
+
+
+def basic_block(b: NetBuilder, x: str, p: Mapping[str, Any]) -> str:
+    """A ResNet basic block on ``x`` (``stride``, ``cout``)."""
     y = b.act(b.bn(b.conv(x, p["cout"], 3, p["stride"])), "relu")
     y = b.bn(b.conv(y, p["cout"], 3))
-    skip = x if p["stride"] == 1 and p["cout"] == p["c"] else b.bn(b.conv(x, p["cout"], 1, p["stride"], base="down"))
-    return _tail(b, b.act(b.binary("Add", y, skip), "relu"))
+    return b.act(b.binary("Add", y, _skip(b, x, p)), "relu")
+
+
+def _skip(b: NetBuilder, x: str, p: Mapping[str, Any]) -> str:
+    """The identity, or a strided 1x1 projection where the block changes the shape."""
+    if p["stride"] == 1 and p["cout"] == b.shapes[x][1]:
+        return x
+    return b.bn(b.conv(x, p["cout"], 1, p["stride"], base="down"))
 
 
 def _bottleneck_sample(rng: np.random.Generator) -> Params:
@@ -85,14 +95,17 @@ def _bottleneck_sample(rng: np.random.Generator) -> Params:
 
 
 def _bottleneck(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    x = _stem(b, p)
+    return _tail(b, bottleneck_block(b, _stem(b, p), p))
+
+
+def bottleneck_block(b: NetBuilder, x: str, p: Mapping[str, Any]) -> str:
+    """A ResNet/ResNeXt bottleneck on ``x`` (``width``, ``groups``, ``stride``, ``se``, ``cout``)."""
     y = b.act(b.bn(b.conv(x, p["width"], 1)), "relu")
     y = b.act(b.bn(b.conv(y, p["width"], 3, p["stride"], groups=p["groups"])), "relu")
     if p["se"]:
         y = _se(b, y, max(8, p["width"] // 4), "relu", "sigmoid")
     y = b.bn(b.conv(y, p["cout"], 1))
-    skip = x if p["stride"] == 1 and p["cout"] == p["c"] else b.bn(b.conv(x, p["cout"], 1, p["stride"], base="down"))
-    return _tail(b, b.act(b.binary("Add", y, skip), "relu"))
+    return b.act(b.binary("Add", y, _skip(b, x, p)), "relu")
 
 
 def _ir_sample(rng: np.random.Generator) -> Params:
@@ -106,17 +119,20 @@ def _ir_sample(rng: np.random.Generator) -> Params:
 
 
 def _ir(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    x = _stem(b, p)
-    hidden = p["c"] * p["expand"]
+    return _tail(b, ir_block(b, _stem(b, p), p))
+
+
+def ir_block(b: NetBuilder, x: str, p: Mapping[str, Any]) -> str:
+    """A MobileNet inverted residual on ``x`` (``expand``, ``k``, ``stride``, ``act``, ``se``, ``cout``)."""
+    c = b.shapes[x][1]
+    hidden = c * p["expand"]
     y = b.act(b.bn(b.conv(x, hidden, 1)), p["act"]) if p["expand"] != 1 else x
     y = b.act(b.bn(b.conv(y, hidden, p["k"], p["stride"], groups=hidden)), p["act"])
     if p["se"]:
         silu = p["act"] == "silu"
         y = _se(b, y, max(8, hidden // 4), "silu" if silu else "relu", "sigmoid" if silu else "hardsigmoid")
     y = b.bn(b.conv(y, p["cout"], 1))
-    if p["stride"] == 1 and p["cout"] == p["c"]:
-        y = b.binary("Add", y, x)
-    return _tail(b, y)
+    return b.binary("Add", y, x) if p["stride"] == 1 and p["cout"] == c else y
 
 
 def _dense_sample(rng: np.random.Generator) -> Params:
@@ -125,7 +141,11 @@ def _dense_sample(rng: np.random.Generator) -> Params:
 
 
 def _dense(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    x = _stem(b, p)
+    return _tail(b, dense_block(b, _stem(b, p), p))
+
+
+def dense_block(b: NetBuilder, x: str, p: Mapping[str, Any]) -> str:
+    """DenseNet layers on ``x`` (``growth``, ``layers``), concatenated, then an optional ``transition``."""
     feats = [x]
     for _ in range(p["layers"]):
         cat = b.concat(feats) if len(feats) > 1 else feats[0]
@@ -134,7 +154,7 @@ def _dense(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     y = b.concat(feats)
     if p["transition"]:
         y = b.pool(b.conv(b.act(b.bn(y), "relu"), b.shapes[y][1] // 2, 1), "avgpool", 2, 2)
-    return _tail(b, y)
+    return y
 
 
 def _shuffle_sample(rng: np.random.Generator) -> Params:
@@ -142,9 +162,14 @@ def _shuffle_sample(rng: np.random.Generator) -> Params:
 
 
 def _shuffle(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    x = _stem(b, p)
-    half = p["c"] // 2
-    y1 = b.act(b.bn(b.conv(b.bn(b.conv(x, p["c"], 3, groups=p["c"])), half, 1)), "relu")
+    return _tail(b, shuffle_block(b, _stem(b, p), p))
+
+
+def shuffle_block(b: NetBuilder, x: str, p: Mapping[str, Any]) -> str:
+    """A ShuffleNet-style block on ``x`` (even channels; ``groups`` of the channel shuffle)."""
+    c = b.shapes[x][1]
+    half = c // 2
+    y1 = b.act(b.bn(b.conv(b.bn(b.conv(x, c, 3, groups=c)), half, 1)), "relu")
     y2 = b.act(b.bn(b.conv(x, half, 1)), "relu")
     y2 = b.bn(b.conv(y2, half, 3, groups=half))
     y2 = b.act(b.bn(b.conv(y2, half, 1)), "relu")
@@ -152,7 +177,7 @@ def _shuffle(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
     n, c, h, w = b.shapes[y]
     y = b.reshape(y, (n, p["groups"], c // p["groups"], h, w))
     y = b.transpose(y, (0, 2, 1, 3, 4))
-    return _tail(b, b.reshape(y, (n, c, h, w)))
+    return b.reshape(y, (n, c, h, w))
 
 
 def _convnext_sample(rng: np.random.Generator) -> Params:
@@ -161,11 +186,16 @@ def _convnext_sample(rng: np.random.Generator) -> Params:
 
 
 def _convnext(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
-    x = _stem(b, p)
-    y = b.transpose(b.conv(x, p["c"], 7, groups=p["c"]), (0, 2, 3, 1))
-    y = b.linear(b.act(b.linear(b.layernorm(y), 4 * p["c"], base="fc1"), "gelu"), p["c"], base="fc2")
-    y = b.binary("Mul", y, b.weight("gamma", (p["c"],)))
-    return _tail(b, b.binary("Add", b.transpose(y, (0, 3, 1, 2)), x))
+    return _tail(b, convnext_block(b, _stem(b, p)))
+
+
+def convnext_block(b: NetBuilder, x: str) -> str:
+    """A ConvNeXt block on ``x``: 7x7 depthwise, LayerNorm and MLP over channels last, layer scale, residual."""
+    c = b.shapes[x][1]
+    y = b.transpose(b.conv(x, c, 7, groups=c), (0, 2, 3, 1))
+    y = b.linear(b.act(b.linear(b.layernorm(y), 4 * c, base="fc1"), "gelu"), c, base="fc2")
+    y = b.binary("Mul", y, b.weight("gamma", (c,)))
+    return b.binary("Add", b.transpose(y, (0, 3, 1, 2)), x)
 
 
 def _head_sample(rng: np.random.Generator) -> Params:
