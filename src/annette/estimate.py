@@ -48,10 +48,9 @@ from annette.layers.features import (
     Features,
     executed_type,
     inserted_row_key,
-    layer_key,
     row_key,
 )
-from annette.mapping.apply import Mapper, Plan, build, item_tensor
+from annette.mapping.apply import Inserted, Mapper, Plan
 from annette.mapping.mapped import ExecutedLayer
 
 if TYPE_CHECKING:
@@ -425,15 +424,12 @@ def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:
     out = []
     get, add = distinct.get, distinct.add
     for item in plan.items:
-        head = item[0]
-        if isinstance(head, str):  # inserted
-            key = inserted_row_key(head, item_tensor(item))  # type: ignore[arg-type]
-        elif len(head) == 1:  # plain
-            key = layer_key(head[0])
-        else:  # fused
-            key = row_key(head, item[1])  # type: ignore[arg-type]
+        if isinstance(item, Inserted):
+            key = inserted_row_key(item.op_type, item.tensor)
+        else:  # plain or fused
+            key = row_key(item.members, item.bypassed)
         u = get(key)
-        out.append(add(key, build(item)) if u is None else u)
+        out.append(add(key, item.build()) if u is None else u)
     return out
 
 
