@@ -41,6 +41,7 @@ from annette.errors import AnnetteError, ModelFileError
 from annette.evaluate.metrics import Metrics, compute_metrics
 from annette.graph.ir import Graph
 from annette.hardware import Calibration, HardwareModel, Overhead
+from annette.layers.layertype import LayerType
 from annette.records import BenchRecord
 
 log = logging.getLogger(__name__)
@@ -358,7 +359,7 @@ def read_measured(path: str | Path, *, batch: int | None = None) -> list[tuple[s
 
 def group_of(model_type: str) -> str:
     """The group of a layer-model type whose factor a calibration from whole networks fits: conv, matmul or other."""
-    head = model_type.split("+", 1)[0].split("[", 1)[0]
+    head = LayerType.parse(model_type).base_op
     return "conv" if head == "Conv" else "matmul" if head in ("MatMul", "Gemm") else "other"
 
 

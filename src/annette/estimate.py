@@ -51,6 +51,7 @@ from annette.layers.features import (
     inserted_row_key,
     row_key,
 )
+from annette.layers.layertype import LayerType
 from annette.mapping.apply import Inserted, Mapper, Plan
 from annette.mapping.mapped import ExecutedLayer
 
@@ -319,7 +320,7 @@ def _estimate(
     types = [executed_type(ex) for ex in distinct.layers]
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
     zero_cost = frozenset(
-        t for t, r in resolved.items() if r is None and all(op in ZERO_COST_OPS for op in t.split("+"))
+        t for t, r in resolved.items() if r is None and all(op in ZERO_COST_OPS for op in LayerType.parse(t).members)
     )
     generic = frozenset(
         t for t, r in resolved.items() if r is not None and hw.default_type is not None and r.type == hw.default_type
