@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from annette.errors import AnnetteError, UnknownNameError
+from annette.errors import DuplicateNameError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -19,7 +19,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str, obj: T) -> T:
         if name in self._items:
-            raise AnnetteError(f"{self.kind} {name!r} is already registered")
+            raise DuplicateNameError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
         return obj
 
