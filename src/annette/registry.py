@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from annette.errors import DuplicateNameError, UnknownNameError
@@ -22,12 +22,6 @@ class Registry(Generic[T]):
             raise DuplicateNameError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
         return obj
-
-    def decorator(self, name: str) -> Callable[[T], T]:
-        def wrap(obj: T) -> T:
-            return self.register(name, obj)
-
-        return wrap
 
     def get(self, name: str) -> T:
         try:

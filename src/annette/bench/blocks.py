@@ -618,10 +618,6 @@ _register("chain2", "multi", _chain_build,
           lambda p: _elems(p) * ((9 if "conv3x3" in (p["first"], p["second"]) else 1) * p["c"] + 2 * ELEM))
 
 
-def micro_families() -> list[str]:
-    return [n for n in FAMILIES.names() if FAMILIES.get(n).kind == "micro"]
-
-
 def stage_families(stage: str) -> list[str]:
     """The families a build stage measures (see ``Family.stage``)."""
     return [n for n in FAMILIES.names() if FAMILIES.get(n).stage == stage]
