@@ -11,7 +11,11 @@ import pytest
 from onnx import helper
 
 from annette.errors import (
+    AnnetteError,
+    DuplicateNameError,
     GraphValidationError,
+    InsufficientDataError,
+    InvalidOptionError,
     ModelFileError,
     ShapeError,
     UnknownNameError,
@@ -118,3 +122,23 @@ def test_unaccountable_op_is_reported_not_dropped(make_onnx: MakeOnnx) -> None:
     g = graph_from_onnx(make_onnx(nodes, [("x", [1, 8, 1])], ["y"]))
     with pytest.raises(UnsupportedOperatorError, match=r"fourier.*DFT"):
         account_graph(g)
+
+
+def test_bad_arguments_get_concrete_errors_that_keep_their_bases() -> None:
+    from annette.evaluate.metrics import accuracy_within, mape
+    from annette.registry import Registry
+    from annette.stats import percentile
+
+    registry: Registry[int] = Registry("thing")
+    registry.register("a", 1)
+    with pytest.raises(DuplicateNameError, match="thing 'a' is already registered"):
+        registry.register("a", 2)
+    # what raised ValueError before still is one (callers catching it keep working), and an annette error now
+    with pytest.raises(InvalidOptionError, match="differ in length: 2 vs 1") as bad:
+        mape([1.0, 2.0], [1.0])
+    assert isinstance(bad.value, ValueError) and isinstance(bad.value, AnnetteError)
+    with pytest.raises(InvalidOptionError, match="tolerance must be >= 0"):
+        accuracy_within([1.0], [1.0], -0.1)
+    with pytest.raises(InsufficientDataError, match="percentile of no samples") as few:
+        percentile([], 50)
+    assert isinstance(few.value, ValueError)

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from annette.bench.blocks import FAMILIES, MAX_COST, build_model, family_params, micro_families, sample_params
+from annette.bench.blocks import FAMILIES, MAX_COST, build_model, family_params, sample_params
 from annette.bench.campaign import plan_campaign
 from annette.bench.sweeps import (
     config_id,
@@ -116,7 +116,7 @@ def test_priors_come_from_real_networks() -> None:
                             "dilation": 1, "groups": 1} for c in convs)
     assert any(c.params["groups"] == c.params["cin"] == c.params["cout"] > 1 for c in convs)  # depthwise
     weights = family_weights()
-    assert set(weights) == set(micro_families()) and sum(weights.values()) == pytest.approx(1.0)
+    assert set(weights) == {n for n in FAMILIES.names() if FAMILIES.get(n).kind == "micro"} and sum(weights.values()) == pytest.approx(1.0)
     assert weights["conv"] == max(weights.values()) and min(weights.values()) > 0
 
 

@@ -15,6 +15,7 @@ from annette.hardware import HardwareModel, Overhead
 from annette.layers import LayerModel
 from annette.layers.features import FEATURE_NAMES
 from annette.mapping import MappingRules
+from annette.mapping.apply import Mapper, Plan
 from annette.mapping.rules import FusionRule, RemovalRule
 from annette.records import Target
 
@@ -109,6 +110,22 @@ def test_estimate_many_equals_one_by_one_and_tables(hw: HardwareModel) -> None:
         assert e.total_ms == one.total_ms and e.layers == one.layers
     df = many[1].to_pandas()
     assert list(df["name"]) == ["conv", "fc", "sm"] and df["time_ms"].isna().tolist() == [False, False, True]
+
+
+def test_one_estimate_maps_its_graph_once(hw: HardwareModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """estimate keeps the plan for its per-layer table; estimate_many maps again when a table is read."""
+    calls: list[str] = []
+    plan = Mapper.plan
+
+    def counted(self: Mapper, graph: Graph) -> Plan:
+        calls.append(graph.name)
+        return plan(self, graph)
+
+    monkeypatch.setattr(Mapper, "plan", counted)
+    one = estimate(small_net(), hw, kind="roofline")
+    assert [x.name for x in one.layers] == ["conv", "fc"] and calls == ["small"]
+    many = estimate_many([small_net()], hw, kind="roofline")
+    assert many[0].layers == one.layers and calls == ["small", "small", "small"]
 
 
 def test_batch_mismatch_on_a_built_graph(hw: HardwareModel) -> None:

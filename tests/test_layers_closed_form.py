@@ -17,6 +17,7 @@ from annette.layers.features import (
     extract,
     type_fallbacks,
 )
+from annette.layers.layertype import LayerType, member_key, member_op
 from annette.layers.refined import dim_efficiency, efficiency
 from annette.layers.roofline import Roofs
 from annette.mapping.mapped import ExecutedLayer, inserted_layer
@@ -150,3 +151,15 @@ def test_types_and_fallbacks() -> None:
     assert executed_type(ExecutedLayer("g", (grouped,))) == "Conv[grouped]"
     assert type_fallbacks("Conv[dw]+Relu") == ["Conv[dw]+Relu", "Conv[dw]", "Conv"]
     assert type_fallbacks("Gemm") == ["Gemm"]
+
+
+def test_layer_type_builds_and_parses_type_strings() -> None:
+    t = LayerType.parse("Conv[dw]+Relu")
+    assert t == LayerType(("Conv[dw]", "Relu")) and str(t) == "Conv[dw]+Relu"
+    assert (t.primary, t.base_op) == ("Conv[dw]", "Conv")
+    assert t.fallbacks() == type_fallbacks("Conv[dw]+Relu")
+    assert str(LayerType.joined(["Conv+BatchNormalization", "Relu"])) == "Conv+BatchNormalization+Relu"
+    assert member_key("Conv", "grouped") == "Conv[grouped]" and member_key("Relu") == "Relu"
+    assert member_op("Conv[grouped]") == "Conv" and member_op("Gemm") == "Gemm"
+    single = LayerType.parse("ReorderInput")
+    assert single.members == ("ReorderInput",) and single.fallbacks() == ["ReorderInput"]

@@ -49,12 +49,33 @@ def test_fit_returns_self_and_predicts_positive(kind: str, data: tuple[Features,
     assert np.median(np.abs(pred / y - 1)) < 0.25
 
 
+# Every setting of every kind at a value other than its default (tuples as get_params gives them: lists).
+NON_DEFAULT: dict[str, dict[str, object]] = {
+    "roofline": {"overhead": False, "work": "macs", "traffic": ["input_bytes", "output_bytes"]},
+    "refined": {"dims": ["c", "f"], "par_candidates": [4, 8], "overhead": False, "max_passes": 2, "work": "macs",
+                "traffic": ["input_bytes", "weight_bytes"], "replication": True, "compute_bound_only": True},
+    "statistical": {"n_estimators": 50, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 5, "seed": 3},
+    "mixed": {"par_candidates": [8, 16], "overhead": False, "n_estimators": 40, "learning_rate": 0.2,
+              "num_leaves": 9, "min_child_samples": 4, "seed": 2},
+}
+# Settings that still fit the law data (its macs and split byte columns are zero), for the JSON round trip.
+FITTABLE: dict[str, dict[str, object]] = {
+    "roofline": {"overhead": False},
+    "refined": {"par_candidates": [4, 8, 16], "max_passes": 2},
+    "statistical": {"n_estimators": 50, "num_leaves": 7, "seed": 3},
+    "mixed": {"par_candidates": [4, 8, 16], "n_estimators": 40, "num_leaves": 9, "seed": 2},
+}
+
+
 @pytest.mark.parametrize("kind", LAYER_MODELS.names())
 def test_settings_are_stored_unchanged(kind: str) -> None:
     cls = LAYER_MODELS.get(kind)
-    params = cls().get_params()
-    assert cls(**params).get_params() == params
-    assert not hasattr(cls(), "feature_names_")
+    defaults, settings = cls().get_params(), NON_DEFAULT[kind]
+    assert set(settings) == set(defaults) and all(settings[k] != defaults[k] for k in settings)
+    model = cls(**settings)
+    assert model.get_params() == settings
+    assert cls(**model.get_params()).get_params() == settings
+    assert not hasattr(model, "feature_names_")
 
 
 @pytest.mark.parametrize("kind", LAYER_MODELS.names())
@@ -69,11 +90,13 @@ def test_predict_before_fit_raises(kind: str, data: tuple[Features, np.ndarray])
 @pytest.mark.parametrize("kind", LAYER_MODELS.names())
 def test_json_round_trip_predicts_identically(kind: str, data: tuple[Features, np.ndarray]) -> None:
     X, y = data
-    model = LAYER_MODELS.get(kind)().fit(X, y)
+    model = LAYER_MODELS.get(kind)(**FITTABLE[kind]).fit(X, y)
     text = json.dumps(model.to_dict())
-    assert "pickle" not in text
-    loaded = LayerModel.from_dict(json.loads(text))
-    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    doc = json.loads(text)
+    assert doc["kind"] == kind and doc["feature_names"] == list(FEATURE_NAMES) and doc["n_samples"] == len(y)
+    loaded = LayerModel.from_dict(doc)
+    assert type(loaded) is type(model) and loaded.get_params() == {**model.get_params(), **FITTABLE[kind]}
+    assert loaded.get_params() != LAYER_MODELS.get(kind)().get_params()
     fresh, _ = law_data(n=40, seed=1)
     assert np.array_equal(loaded.predict(fresh), model.predict(fresh))
 

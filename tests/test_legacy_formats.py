@@ -1,4 +1,4 @@
-"""Parsed legacy layer-model and mapping-model files as plain data (``annette.legacy.convert``)."""
+"""Parsed legacy layer-model and mapping-model files as plain data (``annette.legacy.formats``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from annette.errors import LegacyFormatError
 from annette.legacy import load_mapping_model
-from annette.legacy.convert import (
+from annette.legacy.formats import (
     layer_model_entries,
     layer_model_to_dict,
     mapping_model_to_dict,

@@ -53,7 +53,7 @@ def test_small_configuration_runs_in_onnxruntime_and_imports(family: str) -> Non
     assert set(TARGET_OPS[family]) <= ops, f"{family}: {sorted(ops)}"
     assert [layer.name for layer in graph.layers] == [n.name for n in model.graph.node]  # nothing folded away
     cost = account_graph(graph)  # every layer type is accounted (no UnsupportedOperatorError)
-    assert cost.total.total_bytes > 0
+    assert cost.total.input_bytes > 0 and cost.total.output_bytes > 0
 
 
 @pytest.mark.parametrize("family", TRANSFORMER_FAMILIES)

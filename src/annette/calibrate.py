@@ -37,10 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from annette.errors import AnnetteError, ModelFileError
+from annette.errors import InsufficientDataError, InvalidOptionError, ModelFileError
 from annette.evaluate.metrics import Metrics, compute_metrics
 from annette.graph.ir import Graph
 from annette.hardware import Calibration, HardwareModel, Overhead
+from annette.layers.layertype import LayerType
 from annette.records import BenchRecord
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def calibrate_here(
     from annette.fit import fit_overhead
 
     if not minutes > 0 or not math.isfinite(minutes):
-        raise AnnetteError(f"calibration minutes must be a positive number, got {minutes}")
+        raise InvalidOptionError(f"calibration minutes must be a positive number, got {minutes}")
     say = progress or (lambda m: log.info("%s", m))
     hw = base if isinstance(base, HardwareModel) else HardwareModel.load(base)
     kind = kind if kind in hw.kinds else hw.kinds[-1]
@@ -247,7 +248,7 @@ def calibrate_here(
         if tmp is not None:
             tmp.cleanup()
     if len(records) < 10:
-        raise AnnetteError(f"only {len(records)} calibration records measured in {minutes} min; give it more time")
+        raise InsufficientDataError(f"only {len(records)} calibration records measured in {minutes} min; give it more time")
     say(f"fitting on {len(records)} records")
     new_overhead = fit_overhead(records) if any(r.profile for r in records) else hw.overhead
     held = {r.config_id for r in records if int(r.config_id[:6], 16) % HOLDOUT == 0 and r.family != "node_chain"}
@@ -375,7 +376,7 @@ def read_measured(path: str | Path, *, batch: int | None = None) -> list[tuple[s
 
 def group_of(model_type: str) -> str:
     """The group of a layer-model type whose factor a calibration from whole networks fits: conv, matmul or other."""
-    head = model_type.split("+", 1)[0].split("[", 1)[0]
+    head = LayerType.parse(model_type).base_op
     return "conv" if head == "Conv" else "matmul" if head in ("MatMul", "Gemm") else "other"
 
 
@@ -460,7 +461,7 @@ def calibrate_measured(
     """Adapt ``base`` to a device from whole-network timings ``(model, graph, latency_ms)`` measured there (see the
     module docstring); K as small as 5 works (one factor and the per-node cost)."""
     if len(measured) < 3:
-        raise AnnetteError(f"calibration from measured timings needs at least 3 networks, got {len(measured)}")
+        raise InsufficientDataError(f"calibration from measured timings needs at least 3 networks, got {len(measured)}")
     hw = base if isinstance(base, HardwareModel) else HardwareModel.load(base)
     m = np.array([ms for _, _, ms in measured], dtype=np.float64)
     _, report = _fit_totals(hw, [g for _, g, _ in measured], m, kind)
@@ -507,7 +508,7 @@ def stack_on_networks(hw: HardwareModel, graphs: Sequence[Graph], measured: Sequ
     where not kept, its target is the build's), the report, and whether the correction was kept."""
     m = np.asarray(measured, dtype=np.float64)
     if len(m) < 3:
-        raise AnnetteError(f"the network stage needs at least 3 measured networks, got {len(m)}")
+        raise InsufficientDataError(f"the network stage needs at least 3 measured networks, got {len(m)}")
     _, report = _fit_totals(hw, graphs, m, kind)
     before, after = report.before, report.after
     keep = before is not None and after is not None and after.mape_pct < before.mape_pct

@@ -30,6 +30,20 @@ class UnknownNameError(AnnetteError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class DuplicateNameError(AnnetteError):
+    """A name given twice where names must be unique (a registry, a list of networks)."""
+
+
+class InvalidOptionError(AnnetteError, ValueError):
+    """An option or argument is out of range, malformed, or combined with one it excludes; the message says
+    what is valid. A ValueError too, as the library raised before."""
+
+
+class InsufficientDataError(AnnetteError, ValueError):
+    """Too few samples, records, rounds or networks to fit or compute a result; the message says how many are
+    needed. A ValueError too, as the library raised before."""
+
+
 class LegacyFormatError(AnnetteError):
     """A legacy ANNETTE graph/model file cannot be used (template, untraversable, malformed)."""
 

@@ -12,8 +12,9 @@ layer by what its features depend on (shapes, attributes, wiring), computes feat
 distinct key (repeated cells, blocks shared between networks), and calls each layer model once over the
 distinct rows of its types. Nothing per layer outlives the call but numpy columns (so no full garbage
 collection passes over a NAS loop's heap); an estimate's per-layer table is rebuilt, by mapping its graph
-again, when first read. This is what makes several hundred estimates per second possible in a NAS loop
-(benchmarks/estimate_speed.py measures it).
+again, when first read (one :func:`estimate` keeps its graph's plan for it instead: it maps the graph once).
+This is what makes several hundred estimates per second possible in a NAS loop (benchmarks/estimate_speed.py
+measures it).
 Totals are summed in order over each graph's own layers: the same floats as one-by-one :func:`estimate`.
 """
 
@@ -48,10 +49,10 @@ from annette.layers.features import (
     Features,
     executed_type,
     inserted_row_key,
-    layer_key,
     row_key,
 )
-from annette.mapping.apply import Mapper, Plan, build, item_tensor
+from annette.layers.layertype import LayerType
+from annette.mapping.apply import Inserted, Mapper, Plan
 from annette.mapping.mapped import ExecutedLayer
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class LayerEstimate:
 class _Table:
     """Per-executed-layer columns of one :func:`estimate_many` call, with features, types and bounds per distinct
     row. No per-layer object outlives the call: an estimate's layers are rebuilt (by mapping its graph again)
-    when first read."""
+    when first read; one :func:`estimate` keeps its graph's plan for them instead."""
 
     graphs: Sequence[Graph]
     mapper: Mapper
@@ -116,9 +117,11 @@ class _Table:
     resolved: dict[str, Resolved | None]
     zero_cost: frozenset[str]  # types costed as node overhead only
     generic: frozenset[str] = frozenset()  # types costed by the generic default model
+    plans: Sequence[Plan] | None = None  # the graphs' plans where kept (one estimate: its layers are read)
 
     def layers(self, graph: int, start: int, n: int) -> tuple[LayerEstimate, ...]:
-        executed = self.mapper.plan(self.graphs[graph]).mapped().executed
+        plan = self.mapper.plan(self.graphs[graph]) if self.plans is None else self.plans[graph]
+        executed = plan.mapped().executed
         if len(executed) != n:  # the graph changed (it is frozen, so only by force)
             raise ShapeError(f"graph {self.graphs[graph].name!r} maps to {len(executed)} layers now, {n} when estimated")
         return tuple(self.row(start + j, ex) for j, ex in enumerate(executed))
@@ -266,7 +269,7 @@ def estimate(
 
     graph = as_graph(model, batch=batch, input_shapes=input_shapes, example_inputs=example_inputs,
                      input_shape=input_shape)
-    return estimate_many([graph], hw, kind=kind, strict=strict, allow_generic=allow_generic)[0]
+    return _estimate([graph], _hardware(hw), kind=kind, strict=strict, allow_generic=allow_generic, keep_plans=True)[0]
 
 
 def estimate_many(
@@ -286,7 +289,14 @@ def estimate_many(
     from annette.importers import as_graph
 
     graphs = tuple(m if isinstance(m, Graph) and batch is None else as_graph(m, batch=batch) for m in graphs)
-    hw = _hardware(hw)
+    return _estimate(graphs, _hardware(hw), kind=kind, strict=strict, allow_generic=allow_generic, keep_plans=False)
+
+
+def _estimate(
+    graphs: Sequence[Graph], hw: HardwareModel, *, kind: str, strict: bool, allow_generic: bool, keep_plans: bool
+) -> list[Estimate]:
+    """:func:`estimate_many` of ``graphs``; ``keep_plans``: keep each graph's plan for its per-layer table (one
+    estimate, whose layers are read) rather than mapping the graph again when they are."""
     if kind not in KIND_FALLBACKS:
         raise UnknownNameError(f"unknown estimate kind {kind!r}; valid: {', '.join(KIND_FALLBACKS)}")
     notes = _target_warnings(hw)
@@ -298,18 +308,21 @@ def estimate_many(
     row_of: list[int] = []  # executed layer -> its distinct row, over all graphs
     sizes: list[int] = []
     removed: list[tuple[str, ...]] = []
-    for g in graphs:  # one graph at a time: its per-layer objects die with it
+    plans: list[Plan] = []
+    for g in graphs:  # one graph at a time: its per-layer objects die with it (unless kept)
         plan = mapper.plan(g)
         row_of.extend(_distinct_rows(plan, distinct))
         sizes.append(len(plan.items))
         removed.append(plan.removed)
+        if keep_plans:
+            plans.append(plan)
     inverse = np.array(row_of, dtype=np.intp)
     everything = distinct.features()
     X = everything.select(hw.feature_names)
     types = [executed_type(ex) for ex in distinct.layers]
     resolved = {t: hw.resolve(t, kind) for t in set(types)}
     zero_cost = frozenset(
-        t for t, r in resolved.items() if r is None and all(op in ZERO_COST_OPS for op in t.split("+"))
+        t for t, r in resolved.items() if r is None and all(op in ZERO_COST_OPS for op in LayerType.parse(t).members)
     )
     generic = frozenset(
         t for t, r in resolved.items() if r is not None and hw.default_type is not None and r.type == hw.default_type
@@ -352,7 +365,8 @@ def estimate_many(
     extra = None if hw.cache is None else _cache_extra(hw.cache, everything.column("weight_bytes"), inverse, sizes)
     if extra is not None:
         times = times + extra
-    table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost, generic)
+    table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost, generic,
+                   plans if keep_plans else None)
 
     missing = np.isnan(times)
     supported = np.where(missing, 0.0, times)
@@ -418,7 +432,7 @@ def _target_warnings(hw: HardwareModel) -> tuple[str, ...]:
     notes = () if mismatch is None else (f"hardware model {hw.name!r} was {mismatch}",)
     _NOTES[hw] = notes
     for note in notes:
-        warnings.warn(note, TargetMismatchWarning, stacklevel=3)
+        warnings.warn(note, TargetMismatchWarning, stacklevel=4)
     return notes
 
 
@@ -437,15 +451,12 @@ def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:
     out = []
     get, add = distinct.get, distinct.add
     for item in plan.items:
-        head = item[0]
-        if isinstance(head, str):  # inserted
-            key = inserted_row_key(head, item_tensor(item))  # type: ignore[arg-type]
-        elif len(head) == 1:  # plain
-            key = layer_key(head[0])
-        else:  # fused
-            key = row_key(head, item[1])  # type: ignore[arg-type]
+        if isinstance(item, Inserted):
+            key = inserted_row_key(item.op_type, item.tensor)
+        else:  # plain or fused
+            key = row_key(item.members, item.bypassed)
         u = get(key)
-        out.append(add(key, build(item)) if u is None else u)
+        out.append(add(key, item.build()) if u is None else u)
     return out
 
 

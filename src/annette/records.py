@@ -21,7 +21,6 @@ from annette.graph.ir import Graph
 RECORD_SCHEMA_VERSION = 1
 
 KINDS = ("micro", "multi", "network", "cache")
-STATUSES = ("ok", "failed")
 
 
 @dataclass(frozen=True)

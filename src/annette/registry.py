@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from annette.errors import AnnetteError, UnknownNameError
+from annette.errors import DuplicateNameError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -19,15 +19,9 @@ class Registry(Generic[T]):
 
     def register(self, name: str, obj: T) -> T:
         if name in self._items:
-            raise AnnetteError(f"{self.kind} {name!r} is already registered")
+            raise DuplicateNameError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
         return obj
-
-    def decorator(self, name: str) -> Callable[[T], T]:
-        def wrap(obj: T) -> T:
-            return self.register(name, obj)
-
-        return wrap
 
     def get(self, name: str) -> T:
         try:

@@ -23,6 +23,8 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
+from annette.errors import InsufficientDataError
+
 LABEL_STATISTIC = "min"
 MODIFIED_Z_OUTLIER = 14.8
 
@@ -31,7 +33,7 @@ def percentile(samples: Sequence[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default), q in [0, 100]."""
     xs = sorted(samples)
     if not xs:
-        raise ValueError("percentile of no samples")
+        raise InsufficientDataError("percentile of no samples")
     pos = (len(xs) - 1) * q / 100.0
     lo = math.floor(pos)
     hi = min(lo + 1, len(xs) - 1)
@@ -48,7 +50,7 @@ STATISTICS: dict[str, Callable[[list[float]], float]] = {
 def label_of(samples: Sequence[float], statistic: str = LABEL_STATISTIC) -> float:
     """The label statistic of ``samples`` (ms)."""
     if not samples:
-        raise ValueError("label of no samples")
+        raise InsufficientDataError("label of no samples")
     return float(STATISTICS[statistic](list(samples)))
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from annette.errors import AnnetteError
+from annette.errors import InvalidOptionError
 from annette.registry import Registry
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class NetBuilder:
 
     def __init__(self, name: str, dtype: str = "float32", seed: int = 0) -> None:
         if dtype not in _ELEM_TYPES:
-            raise AnnetteError(f"benchmark dtype must be one of {', '.join(_ELEM_TYPES)}, got {dtype!r}")
+            raise InvalidOptionError(f"benchmark dtype must be one of {', '.join(_ELEM_TYPES)}, got {dtype!r}")
         self.name = name
         self.dtype = dtype
         self.rng = np.random.default_rng(seed)
@@ -103,12 +103,12 @@ class NetBuilder:
     ) -> str:
         n, cin, h, w = self.shapes[x]
         if cin % groups or cout % groups:
-            raise AnnetteError(f"conv groups={groups} must divide cin={cin} and cout={cout}")
+            raise InvalidOptionError(f"conv groups={groups} must divide cin={cin} and cout={cout}")
         pad = dilation * (k - 1) // 2 if pad is None else pad
         oh = (h + 2 * pad - dilation * (k - 1) - 1) // stride + 1
         ow = (w + 2 * pad - dilation * (k - 1) - 1) // stride + 1
         if oh < 1 or ow < 1:
-            raise AnnetteError(f"conv k={k} stride={stride} dilation={dilation} pad={pad} on {h}x{w} gives no output")
+            raise InvalidOptionError(f"conv k={k} stride={stride} dilation={dilation} pad={pad} on {h}x{w} gives no output")
         fan_in = cin // groups * k * k
         wname = self.weight(f"{base}.weight", (cout, cin // groups, k, k), scale=1.0 / math.sqrt(fan_in))
         bname = self.weight(f"{base}.bias", (cout,))
@@ -135,14 +135,14 @@ class NetBuilder:
             return self.node("Gelu", [x], shape, base="gelu")
         op = ACTIVATIONS.get(kind)
         if op is None:
-            raise AnnetteError(f"unknown activation {kind!r}; known: {', '.join(sorted(ACTIVATION_KINDS))}")
+            raise InvalidOptionError(f"unknown activation {kind!r}; known: {', '.join(sorted(ACTIVATION_KINDS))}")
         return self.node(op, [x], shape, base=kind)
 
     def pool(self, x: str, kind: str, k: int, stride: int, pad: int = 0) -> str:
         n, c, h, w = self.shapes[x]
         oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
         if oh < 1 or ow < 1:
-            raise AnnetteError(f"{kind} k={k} stride={stride} pad={pad} on {h}x{w} gives no output")
+            raise InvalidOptionError(f"{kind} k={k} stride={stride} pad={pad} on {h}x{w} gives no output")
         op = {"maxpool": "MaxPool", "avgpool": "AveragePool"}[kind]
         return self.node(op, [x], (n, c, oh, ow), base=kind, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4)
 
@@ -237,7 +237,7 @@ def build_model(family: str, params: Mapping[str, Any], *, name: str | None = No
     try:
         outputs = fam.build(b, params)
     except KeyError as exc:
-        raise AnnetteError(f"family {family!r} needs parameter {exc.args[0]!r}; got {sorted(params)}") from None
+        raise InvalidOptionError(f"family {family!r} needs parameter {exc.args[0]!r}; got {sorted(params)}") from None
     return b.build(outputs)
 
 
@@ -253,7 +253,7 @@ def sample_params(family: str, rng: np.random.Generator, max_cost: float = MAX_C
         params = fam.sample(rng)
         if MIN_COST <= fam.cost(params) <= max_cost:
             return params
-    raise AnnetteError(f"could not draw {family} parameters under the cost cap {max_cost:g} in {tries} tries")
+    raise InvalidOptionError(f"could not draw {family} parameters under the cost cap {max_cost:g} in {tries} tries")
 
 
 def _logu(rng: np.random.Generator, lo: float, hi: float) -> int:
@@ -626,10 +626,6 @@ def _chain_build(b: NetBuilder, p: Mapping[str, Any]) -> list[str]:
 _register("chain2", "multi", _chain_build,
           lambda rng: {**_block_img(rng), "first": str(rng.choice(CHAIN_OPS)), "second": str(rng.choice(CHAIN_OPS))},
           lambda p: _elems(p) * ((9 if "conv3x3" in (p["first"], p["second"]) else 1) * p["c"] + 2 * ELEM))
-
-
-def micro_families() -> list[str]:
-    return [n for n in FAMILIES.names() if FAMILIES.get(n).kind == "micro"]
 
 
 def stage_families(stage: str) -> list[str]:

@@ -27,7 +27,7 @@ from annette.bench.runner import DEFAULT_PROTOCOL, TimingProtocol
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, family_weights, load_priors, make_config
 from annette.bench.worker import PROFILE_RUNS, Worker
-from annette.errors import AnnetteError, BenchStoreError
+from annette.errors import BenchStoreError, InvalidOptionError
 from annette.records import Target
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ PRIOR_SHARE = 0.4
 def plan_campaign(target_key: str, *, seed: int = 0, size: int = PLAN_SIZE, micro_share: float = 0.75) -> list[BenchConfig]:
     """``size`` distinct configurations in a random order (deterministic in its arguments)."""
     if not 0.0 <= micro_share <= 1.0:
-        raise AnnetteError(f"micro_share must be in [0, 1], got {micro_share}")
+        raise InvalidOptionError(f"micro_share must be in [0, 1], got {micro_share}")
     rng = np.random.default_rng(seed)
     weights = family_weights()
     micro, micro_p = list(weights), np.array(list(weights.values()))
@@ -124,7 +124,7 @@ def run_campaign(
     check_campaign_options(budget_s=budget_s, max_configs=max_configs, plan_size=plan_size, timeout_s=timeout_s,
                            profile_runs=profile_runs, micro_share=micro_share)
     if retry_failed and cluster is not None:
-        raise AnnetteError("retry_failed (--retry-failed) is not supported on a cluster yet; resume without it")
+        raise InvalidOptionError("retry_failed (--retry-failed) is not supported on a cluster yet; resume without it")
 
     settings: dict[str, Any] = {
         "backend": backend, "backend_options": dict(backend_options or {}), "seed": seed,
@@ -197,7 +197,7 @@ def check_campaign_options(
     if not 0.0 <= micro_share <= 1.0:
         bad.append(f"micro_share {micro_share} (--micro-share) must be in [0, 1]")
     if bad:
-        raise AnnetteError("invalid campaign options: " + "; ".join(bad))
+        raise InvalidOptionError("invalid campaign options: " + "; ".join(bad))
 
 
 def measure_configs(

@@ -45,7 +45,7 @@ from annette.bench.runner import DEFAULT_PROTOCOL, TimingProtocol
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, config_id
 from annette.bench.worker import PROFILE_RUNS, Worker
-from annette.errors import AnnetteError, ClusterError
+from annette.errors import AnnetteError, ClusterError, InvalidOptionError
 from annette.records import BenchRecord, Target
 
 log = logging.getLogger(__name__)
@@ -413,7 +413,7 @@ def measure_on_cluster(
     added to the configurations found stored. Stops at the end of the list, after ``max_configs``, when the
     next batch would not fit in ``budget_s``, or when the label has had no worker for ``worker_wait_s``."""
     if batch_size < 1:
-        raise AnnetteError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidOptionError(f"batch_size must be >= 1, got {batch_size}")
     options = dict(backend_options or {})
     with connect(scheduler, timeout_s=connect_timeout_s) as client:
         info = describe_workers(client, target_label, backend=backend, backend_options=options)

@@ -21,7 +21,7 @@ from typing import Any
 from annette import checks
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import make_config
-from annette.errors import AnnetteError, BenchStoreError
+from annette.errors import BenchStoreError
 from annette.records import BenchRecord, Measurement, Target
 from annette.registry import Registry
 from annette.stats import LABEL_STATISTIC
@@ -58,7 +58,7 @@ def h200_family_params(row: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
         return "batchnorm", img
     if kind in ("relu", "hardswish", "sigmoid"):
         return kind, {"shape": [n, c, h, w], "dtype": dtype}
-    raise AnnetteError(f"h200-torch-eager row of unknown kind {kind!r}")
+    raise BenchStoreError(f"h200-torch-eager row of unknown kind {kind!r}")
 
 
 def h200_target(precision: str, batch: int) -> Target:

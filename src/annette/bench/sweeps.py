@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from annette.bench.blocks import FAMILIES, canonical, sample_params
-from annette.errors import AnnetteError
+from annette.errors import ModelFileError
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def load_priors() -> dict[str, Any]:
     text = resources.files("annette").joinpath("data").joinpath(PRIORS_FILE).read_text(encoding="utf-8")
     data = json.loads(text)
     if data.get("schema") != PRIORS_SCHEMA:
-        raise AnnetteError(f"{PRIORS_FILE}: expected schema {PRIORS_SCHEMA!r}, got {data.get('schema')!r}")
+        raise ModelFileError(f"{PRIORS_FILE}: expected schema {PRIORS_SCHEMA!r}, got {data.get('schema')!r}")
     return dict(data)
 
 

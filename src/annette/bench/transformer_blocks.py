@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from annette.bench.blocks import _NP_TYPES, ELEM, FAMILIES, Family, NetBuilder, Params, _logu
-from annette.errors import AnnetteError
+from annette.errors import InvalidOptionError
 
 WIDTHS = (256, 384, 512, 576, 768, 896, 1024, 1280, 1536, 2048, 2304, 3072, 4096)
 HEAD_DIMS = (32, 64, 64, 64, 80, 128)
@@ -422,7 +422,7 @@ def _sdpa(b: NetBuilder, q: str, k: str, v: str, causal_mask: bool) -> str:
     n, h, s, hd = b.shapes[q]
     kv = b.shapes[k][1]
     if h % kv:
-        raise AnnetteError(f"sdpa: kv_heads={kv} must divide heads={h}")
+        raise InvalidOptionError(f"sdpa: kv_heads={kv} must divide heads={h}")
     if kv != h:
         def repeat(t: str) -> str:
             u = b.node("Unsqueeze", [t, _ints(b, "unsqueeze.axes", [2])], (n, kv, 1, s, hd), base="unsqueeze")

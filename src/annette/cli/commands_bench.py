@@ -18,7 +18,7 @@ from annette.cli.common import (
     handle_errors,
     parse_backend_options,
 )
-from annette.errors import AnnetteError
+from annette.errors import InvalidOptionError
 
 bench_app = typer.Typer(
     help="Benchmark campaigns into a store (micro-kernels and blocks), store status, import and export.",
@@ -57,7 +57,7 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
     if out is None:
-        raise AnnetteError("annette bench needs --out DIR (the store directory); see annette bench --help")
+        raise InvalidOptionError("annette bench needs --out DIR (the store directory); see annette bench --help")
     from annette.backends import BACKENDS
     from annette.bench.campaign import CampaignProgress, check_campaign_options, run_campaign
 
@@ -65,7 +65,7 @@ def bench(
     check_campaign_options(budget_s=budget_min * 60.0, max_configs=max_configs, plan_size=plan_size,
                            timeout_s=timeout, profile_runs=profile_runs, micro_share=micro_share)
     if retry_failed and not resume:
-        raise AnnetteError("--retry-failed continues a campaign: pass --resume too")
+        raise InvalidOptionError("--retry-failed continues a campaign: pass --resume too")
     budget_s = budget_min * 60.0
     options = {"threads": threads, **parse_backend_options(opt)}
     if cluster is not None or targets:

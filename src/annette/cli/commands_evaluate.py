@@ -17,7 +17,7 @@ from annette.cli.common import (
     handle_errors,
     parse_backend_options,
 )
-from annette.errors import AnnetteError
+from annette.errors import InvalidOptionError
 
 
 @handle_errors
@@ -55,7 +55,7 @@ def evaluate(
     models = [*(models or ()), *(more_models or ())]
     chosen = [name for name, value in (("--models", models), ("--zoo", zoo), ("--nb201", nb201)) if value]
     if len(chosen) != 1:
-        raise AnnetteError(
+        raise InvalidOptionError(
             "choose exactly one network set: --models FILE (repeatable), --zoo torchvision or --nb201 N; "
             f"got {', '.join(chosen) or 'none'}"
         )

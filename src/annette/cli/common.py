@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from annette.errors import AnnetteError
+from annette.errors import AnnetteError, InvalidOptionError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,7 +81,7 @@ def parse_backend_options(items: list[str] | None) -> dict[str, Any]:
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise AnnetteError(f"backend option {item!r}: expected KEY=VALUE (e.g. opt_level=basic)")
+            raise InvalidOptionError(f"backend option {item!r}: expected KEY=VALUE (e.g. opt_level=basic)")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -48,6 +48,7 @@ from annette.graph.ir import AttrValue
 from annette.hardware import HardwareModel, Overhead
 from annette.layers import LayerModel
 from annette.layers.features import FEATURE_NAMES, ElementBits
+from annette.layers.layertype import LayerType
 from annette.legacy.layer_model import LayerEntry, load_layer_model
 from annette.legacy.layers import EFFICIENCY_DIMS
 from annette.legacy.mapping import FuseCondition, MappingRule, load_mapping_model
@@ -356,7 +357,7 @@ def convert_mapping(
         fusion = FusionRule(c.ops, c.conditions)
         previous = fusions.setdefault(c.ops, fusion)
         if previous.conditions != fusion.conditions:
-            raise HardwareModelError(f"fusion {'+'.join(c.ops)} arises with different conditions: not convertible")
+            raise HardwareModelError(f"fusion {LayerType(c.ops)} arises with different conditions: not convertible")
     settings = {"source": label or model.source, "legacy_name": model.name, "converted_by": __name__}
     return MappingRules(tuple(fusions.values()), tuple(removals), (), settings), chains, splits
 
@@ -365,7 +366,7 @@ def convert_mapping(
 def _executed_types(chain: Chain) -> Iterator[str]:
     prefixes = CONV_VARIANTS if chain.ops[0] == "Conv" else (chain.ops[0],)
     for p in prefixes:
-        yield "+".join((p, *chain.ops[1:]))
+        yield str(LayerType((p, *chain.ops[1:])))
 
 
 def _type_entries(entries: Mapping[str, LayerEntry], chains: Sequence[Chain]) -> dict[str, str]:
@@ -417,7 +418,7 @@ def build_legacy_bundle(name: str, legacy_root: str | Path) -> HardwareModel:
             part_entries = [entries.get(p, entries[BASE]) for p in parts]
             layer_models.setdefault(op, {})[kind] = split_model(part_entries, kind, f"{file}: split {op} -> {parts}")
             used.extend(part_entries)
-            types[op] = "+".join(parts)
+            types[op] = str(LayerType(tuple(parts)))
         types_per_kind[kind] = types
         skipped[kind] = sorted(t for t in entries if t in NO_LAYER_TYPES and t not in types.values())
         if legacy.duplicate_keys:

@@ -20,6 +20,7 @@ from annette.estimate import LayerEstimate, estimate
 from annette.graph.ir import Graph
 from annette.hardware import HardwareModel
 from annette.importers.legacy import graph_from_legacy
+from annette.layers.layertype import LayerType
 from annette.legacy import LegacyLayerResult, estimate_legacy, load_graph
 
 RTOL = 1e-9
@@ -122,7 +123,7 @@ def _reason(
         return "constant operand"
     if layer.weights and r.num_weights and r.num_weights != sum(w.numel for w in layer.weights):
         return "kernel_shape"
-    if r.type == "Conv" and x.type.startswith("Conv[dw]"):
+    if r.type == "Conv" and LayerType.parse(x.type).primary == "Conv[dw]":
         return "depthwise as Conv"
     if layer.op == "ConvTranspose":
         return "ConvTranspose ops"
@@ -159,7 +160,7 @@ def compare(
     for base, parts in splits.items():
         whole, t = ours[base], math.fsum(r.time_ms for r in parts)
         if whole.time_ms is None or not math.isclose(whole.time_ms, t, rel_tol=rtol, abs_tol=0.0):
-            diffs.append(LayerDiff(base, "+".join(r.type for r in parts), whole.type, t, whole.time_ms, "split layer"))
+            diffs.append(LayerDiff(base, str(LayerType.joined(r.type for r in parts)), whole.type, t, whole.time_ms, "split layer"))
     for r in legacy.layers:
         if r.name in split_names:
             continue

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from annette.errors import InsufficientDataError, InvalidOptionError
+
 # |r| <= tol is tested with this slack so that e.g. e = 1.1, m = 1.0 counts as within 10 %.
 _TOL_SLACK = 1e-9
 
@@ -28,16 +30,16 @@ def _pair(measured: ArrayLike, estimated: ArrayLike) -> tuple[NDArray[np.float64
     m = np.asarray(measured, dtype=np.float64)
     e = np.asarray(estimated, dtype=np.float64)
     if m.ndim != 1 or e.ndim != 1:
-        raise ValueError(f"expected 1-D arrays, got shapes {m.shape} (measured) and {e.shape} (estimated)")
+        raise InvalidOptionError(f"expected 1-D arrays, got shapes {m.shape} (measured) and {e.shape} (estimated)")
     if m.shape != e.shape:
-        raise ValueError(f"measured and estimated differ in length: {m.size} vs {e.size}")
+        raise InvalidOptionError(f"measured and estimated differ in length: {m.size} vs {e.size}")
     if m.size == 0:
-        raise ValueError("expected at least one (measured, estimated) pair, got none")
+        raise InsufficientDataError("expected at least one (measured, estimated) pair, got none")
     if not (np.isfinite(m).all() and np.isfinite(e).all()):
-        raise ValueError("measured and estimated values must be finite (got NaN or inf)")
+        raise InvalidOptionError("measured and estimated values must be finite (got NaN or inf)")
     if (m <= 0).any():
         bad = int(np.flatnonzero(m <= 0)[0])
-        raise ValueError(
+        raise InvalidOptionError(
             f"measured values must be > 0 (relative errors divide by them); got {m[bad]} at {bad}"
         )
     return m, e
@@ -62,7 +64,7 @@ def rmspe(measured: ArrayLike, estimated: ArrayLike) -> float:
 def accuracy_within(measured: ArrayLike, estimated: ArrayLike, tol: float) -> float:
     """Share of pairs with |e - m| / m <= ``tol`` (e.g. 0.10), in percent."""
     if tol < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tol}")
+        raise InvalidOptionError(f"tolerance must be >= 0, got {tol}")
     r = np.abs(relative_errors(measured, estimated))
     return float(np.mean(r <= tol + _TOL_SLACK) * 100.0)
 
@@ -159,5 +161,5 @@ def noise_floor(round_a: ArrayLike, round_b: ArrayLike) -> Metrics:
 def noise_floor_rounds(rounds: Sequence[ArrayLike]) -> Metrics:
     """Noise floor from per-round latencies (rounds[r][i] = network i in round r): round 1 vs round 2."""
     if len(rounds) < 2:
-        raise ValueError(f"a noise floor needs at least 2 measurement rounds, got {len(rounds)}")
+        raise InsufficientDataError(f"a noise floor needs at least 2 measurement rounds, got {len(rounds)}")
     return noise_floor(rounds[0], rounds[1])

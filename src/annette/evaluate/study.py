@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from annette.errors import AnnetteError
+from annette.errors import (
+    AnnetteError,
+    BenchStoreError,
+    DuplicateNameError,
+    HardwareModelError,
+    InsufficientDataError,
+    InvalidOptionError,
+    UnknownNameError,
+)
 from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor_rounds
 from annette.graph.ir import Graph
 from annette.records import BenchRecord, Measurement, NodeProfile
@@ -47,7 +55,7 @@ UNPROFILED = "outside kernels"
 def zoo_specs(zoo: str = "torchvision") -> list[str]:
     """Model specs of a zoo (``torchvision``: every model in ``annette.torchvision_models.TORCHVISION_MODELS``)."""
     if zoo != "torchvision":
-        raise AnnetteError(f"unknown zoo {zoo!r}; valid: torchvision")
+        raise UnknownNameError(f"unknown zoo {zoo!r}; valid: torchvision")
     from annette.torchvision_models import TORCHVISION_MODELS
 
     return [f"torchvision:{name}" for name in TORCHVISION_MODELS]
@@ -225,7 +233,7 @@ class MeasurementLog:
                     record=BenchRecord.from_dict(d["record"]),
                 )
             except (KeyError, TypeError, ValueError, AnnetteError) as exc:
-                raise AnnetteError(
+                raise BenchStoreError(
                     f"{self.path}:{lineno}: not a measurement line (expected spec, round, settings_key, "
                     f"record; {exc!r})"
                 ) from exc
@@ -261,7 +269,7 @@ def label_over_rounds(measurements: Sequence[Measurement]) -> float:
     from annette.stats import label_of
 
     if not measurements:
-        raise ValueError("no measurement to take a label from")
+        raise InsufficientDataError("no measurement to take a label from")
     return float(label_of([x for m in measurements for x in m.samples_ms]))
 
 
@@ -440,16 +448,16 @@ def run_study(
 
     settings = settings or StudySettings()
     if settings.rounds < 1:
-        raise AnnetteError(f"a study needs at least 1 round, got {settings.rounds}")
+        raise InvalidOptionError(f"a study needs at least 1 round, got {settings.rounds}")
     if not specs:
-        raise AnnetteError("a study needs at least one network, got none")
+        raise InvalidOptionError("a study needs at least one network, got none")
     if len(set(specs)) != len(specs):
-        raise AnnetteError("the network list names a network twice")
+        raise DuplicateNameError("the network list names a network twice")
     hw_model = hw if isinstance(hw, HardwareModel) else HardwareModel.load(hw)
     hw_name = hw if isinstance(hw, str) else hw_model.name
     kinds = tuple(hw_model.kinds)
     if not kinds:
-        raise AnnetteError(f"hardware model {hw_name!r} holds no layer-model kind to estimate with")
+        raise HardwareModelError(f"hardware model {hw_name!r} holds no layer-model kind to estimate with")
     statistic = label_statistic_name()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

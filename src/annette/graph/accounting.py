@@ -123,10 +123,6 @@ class LayerCost:
     weight_bytes: int = 0
     zero_cost: bool = False
 
-    @property
-    def total_bytes(self) -> int:
-        return self.input_bytes + self.output_bytes + self.weight_bytes
-
     def __add__(self, other: LayerCost) -> LayerCost:
         counts = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "zero_cost"}
         return LayerCost(**counts, zero_cost=self.zero_cost and other.zero_cost)

@@ -15,6 +15,7 @@ from annette.layers.features import (
     executed_type,
     extract,
 )
+from annette.layers.layertype import LayerType
 from annette.layers.mixed import MixedModel
 from annette.layers.refined import RefinedRooflineModel
 from annette.layers.roofline import RooflineModel
@@ -31,6 +32,7 @@ __all__ = [
     "LAYER_MODELS",
     "Features",
     "LayerModel",
+    "LayerType",
     "MixedModel",
     "RefinedRooflineModel",
     "RooflineModel",

@@ -16,7 +16,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from annette import checks
-from annette.errors import HardwareModelError, NotFittedError, UnknownNameError
+from annette.errors import (
+    HardwareModelError,
+    InsufficientDataError,
+    InvalidOptionError,
+    NotFittedError,
+    UnknownNameError,
+)
 from annette.layers.features import Features, check_names
 from annette.registry import Registry
 
@@ -40,10 +46,10 @@ class LayerModel(ABC):
     def fit(self, X: Features, time_ms: np.ndarray) -> LayerModel:
         y = np.asarray(time_ms, dtype=np.float64)
         if y.shape != (len(X),):
-            raise ValueError(f"{type(self).__name__}.fit: expected {len(X)} times, got shape {y.shape}")
+            raise InvalidOptionError(f"{type(self).__name__}.fit: expected {len(X)} times, got shape {y.shape}")
         keep = np.isfinite(y) & (y > 0) & np.all(np.isfinite(X.values), axis=1)
         if not keep.any():
-            raise ValueError(f"{type(self).__name__}.fit: no sample with a finite positive time and features")
+            raise InsufficientDataError(f"{type(self).__name__}.fit: no sample with a finite positive time and features")
         self._fit(X.values[keep], y[keep], X.names)
         self.feature_names_ = tuple(X.names)
         self.n_samples_ = int(keep.sum())

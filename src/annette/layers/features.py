@@ -9,9 +9,10 @@ stride, groups) is the primary member's (the first of the chain, e.g. the Conv o
 Shape convention for geometry (ONNX, batch first): rank 4 ``N,C,H,W``; rank 3 ``N,C,L`` (h = L, w = 1);
 rank 2 ``N,C`` (h = w = 1); rank 5 ``N,C,D,H,W`` (h = D·H, w = W); rank ≤ 1: c = number of elements.
 
-Executed-layer types name what a target runs: the member op types joined by ``+`` (``Conv+Relu``), with a
-variant suffix where one op type hides very different kernels: ``Conv[dw]`` (depthwise: group = channels)
-and ``Conv[grouped]`` (1 < group < channels). An inserted node's type is its op type (``ReorderInput``).
+Executed-layer types (:class:`annette.layers.layertype.LayerType`) name what a target runs: the member op
+types joined by ``+`` (``Conv+Relu``), with a variant suffix where one op type hides very different kernels:
+``Conv[dw]`` (depthwise: group = channels) and ``Conv[grouped]`` (1 < group < channels). An inserted node's
+type is its op type (``ReorderInput``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from annette import checks
 from annette.errors import AnnetteError, HardwareModelError
 from annette.graph.accounting import account
 from annette.graph.ir import Layer, TensorSpec
+from annette.layers.layertype import LayerType, member_key
 from annette.mapping.mapped import ExecutedLayer
 
 # name -> (unit, meaning); the order is the column order.
@@ -115,26 +117,19 @@ def op_key(layer: Layer) -> str:
         group = layer.attrs.get("group", 1)
         if isinstance(group, int) and group > 1:
             channels = layer.inputs[0].shape[1] if layer.inputs and len(layer.inputs[0].shape) > 1 else 0
-            return "Conv[dw]" if group == channels else "Conv[grouped]"
+            return member_key("Conv", "dw" if group == channels else "grouped")
     return layer.op
 
 
 def executed_type(ex: ExecutedLayer) -> str:
     if ex.inserted:
         return ex.primary.op
-    return "+".join(op_key(m) for m in ex.members)
+    return str(LayerType(tuple([op_key(m) for m in ex.members])))
 
 
 def type_fallbacks(type_name: str) -> list[str]:
     """Increasingly generic types to try for ``type_name``: itself, its primary member, that member's base op."""
-    chain = [type_name]
-    primary = type_name.split("+", 1)[0]
-    if primary not in chain:
-        chain.append(primary)
-    base = primary.split("[", 1)[0]
-    if base not in chain:
-        chain.append(base)
-    return chain
+    return LayerType.parse(type_name).fallbacks()
 
 
 # -- rows ----------------------------------------------------------------------------------------------------

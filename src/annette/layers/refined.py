@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from annette import checks
+from annette.errors import InvalidOptionError
 from annette.layers.base import LAYER_MODELS
 from annette.layers.roofline import LOG_ROOF_BOUNDS, RooflineModel, Roofs, fit_roofs, robust_log_fit
 
@@ -89,7 +90,7 @@ class RefinedRooflineModel(RooflineModel):
     def _fit(self, X: np.ndarray, y_ms: np.ndarray, names: tuple[str, ...]) -> None:
         unknown = [d for d in self.dims if d not in DIMENSIONS]
         if unknown:
-            raise ValueError(f"unknown refined-roofline dimensions {unknown}; valid: {list(DIMENSIONS)}")
+            raise InvalidOptionError(f"unknown refined-roofline dimensions {unknown}; valid: {list(DIMENSIONS)}")
         flops, nbytes = self._roof_columns(X, names)
         sizes = self._sizes(X, names)
         roofs, best = fit_roofs(flops, nbytes, y_ms, overhead=self.overhead)

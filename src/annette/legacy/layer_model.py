@@ -68,10 +68,6 @@ class LayerEntry:
     def layer_class(self) -> str:
         return layer_class(self.layer_type)
 
-    @property
-    def needs_statistical_model(self) -> bool:
-        return self.est_type in ("statistical", "mixed")
-
 
 @dataclass(frozen=True)
 class LayerModel:

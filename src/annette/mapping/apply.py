@@ -4,14 +4,14 @@
 by the op types a graph holds) and a memo of which insertion rules' shape conditions hold for an anchor's
 shapes, so mapping many graphs with one mapper pays for them once. :meth:`Mapper.plan` maps a graph without
 building its :class:`ExecutedLayer` objects (a NAS loop estimating thousands of graphs needs only a few of
-them): :meth:`Plan.mapped` builds them all, :func:`build` one.
+them): :meth:`Plan.mapped` builds them all, an item's ``build`` (:class:`Kept`, :class:`Inserted`) one.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.mapping.mapped import (
@@ -27,34 +27,45 @@ from annette.mapping.mapped import (
 )
 from annette.mapping.rules import FusionRule, InsertionRule, Layouts, MappingRules, RemovalRule, input_layout
 
-# An executed layer before it is built: a kept one is (members, bypassed); an inserted one is
-# (op type, position, index among the nodes its rule inserts, the kept anchor).
-Kept = tuple[tuple[Layer, ...], tuple[str, ...]]
-Inserted = tuple[str, str, int, Kept]
+
+class Kept(NamedTuple):
+    """A kept executed layer before it is built: the graph layers it runs (one, or a fusion's chain) and the
+    tensors between them that pass through removed layers."""
+
+    members: tuple[Layer, ...]
+    bypassed: tuple[str, ...] = ()
+
+    def build(self) -> ExecutedLayer:
+        """The executed layer this item stands for."""
+        return ExecutedLayer(self.members[0].name, self.members, bypassed=self.bypassed)
+
+
+class Inserted(NamedTuple):
+    """A node an insertion or layout rule adds before it is built: its op type, its position beside the kept
+    ``anchor`` (``before``/``after``) and ``nth``, its index among the nodes its rule inserts there."""
+
+    op_type: str
+    position: str
+    nth: int
+    anchor: Kept
+
+    @property
+    def tensor(self) -> TensorSpec:
+        """The tensor the node converts."""
+        return inserted_tensor(self.anchor.members, self.position)
+
+    def build(self, anchor: ExecutedLayer | None = None) -> ExecutedLayer:
+        """The executed layer this item stands for (``anchor``: its anchor's, where already built)."""
+        ex = anchor or self.anchor.build()
+        name = f"{self.op_type}:{self.position}:{ex.name}:{self.nth}"
+        return inserted_layer(self.op_type, ex, self.position, name)
+
+
 Item = Kept | Inserted
 # Rules as the mapper indexes them: a fusion's (pattern, rule, whether it has conditions, id); an insertion's
 # (rule, its neighbours, position, id).
 _Fusion = tuple[tuple[str, ...], FusionRule, bool, str]
 _Insertion = tuple[InsertionRule, frozenset[str], str, str]
-
-
-def is_inserted(item: Item) -> bool:
-    return isinstance(item[0], str)
-
-
-def item_tensor(item: Inserted) -> TensorSpec:
-    """The tensor an inserted item converts."""
-    return inserted_tensor(item[3][0], item[1])
-
-
-def build(item: Item, anchor: ExecutedLayer | None = None) -> ExecutedLayer:
-    """The executed layer an item stands for (``anchor``: an inserted item's anchor, where already built)."""
-    if is_inserted(item):
-        op_type, position, i, kept = cast(Inserted, item)
-        ex = anchor or build(kept)
-        return inserted_layer(op_type, ex, position, f"{op_type}:{position}:{ex.name}:{i}")
-    members, bypassed = cast(Kept, item)
-    return ExecutedLayer(members[0].name, members, bypassed=bypassed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,11 +80,11 @@ class Plan:
     def mapped(self) -> MappedGraph:
         built: dict[int, ExecutedLayer] = {}  # kept items by id: an anchor is built once
 
-        def kept(item: Item) -> ExecutedLayer:
-            return built.get(id(item)) or built.setdefault(id(item), build(item))
+        def kept(item: Kept) -> ExecutedLayer:
+            return built.get(id(item)) or built.setdefault(id(item), item.build())
 
         executed = tuple(
-            build(item, kept(cast(Inserted, item)[3])) if is_inserted(item) else kept(item) for item in self.items
+            item.build(kept(item.anchor)) if isinstance(item, Inserted) else kept(item) for item in self.items
         )
         return MappedGraph(graph=self.graph, executed=executed, removed=self.removed, rule_hits=self.rule_hits)
 
@@ -145,10 +156,10 @@ class Mapper:
             by_second = fusions.get(layer.op)
             fused = self._fuse(flow, layer, by_second, taken) if by_second else None
             if fused is None:
-                kept.append(((layer,), ()))
+                kept.append(Kept((layer,)))
             else:
                 rule_id, chain = fused
-                kept.append((chain, flow.bypassed(chain)))
+                kept.append(Kept(chain, flow.bypassed(chain)))
                 hits[rule_id] += 1
                 taken.update([m.name for m in chain])
                 primary_op.update([(m.name, layer.op) for m in chain[1:]])
@@ -230,7 +241,7 @@ class Mapper:
             return list(kept)
         out: list[Item] = []
         for item in kept:
-            primary = item[0][0]
+            primary = item.members[0]
             rules = by_anchor.get(primary.op)
             holding = self._holding_rules(primary, rules) if rules else ()
             if not holding:
@@ -242,12 +253,12 @@ class Mapper:
             placed: set[tuple[str, str]] = set()  # one insertion of a type per side (rules per neighbour op)
             for r, neighbours, position, rule_id in holding:
                 if position not in keys:
-                    keys[position] = neighbour_ops(flow, primary_op.get, item[0], position)
+                    keys[position] = neighbour_ops(flow, primary_op.get, item.members, position)
                 if (r.op_type, position) not in placed and not neighbours.isdisjoint(keys[position]):
                     placed.add((r.op_type, position))
                     hits[rule_id] += 1
                     side = before if position == "before" else after
-                    side.extend([(r.op_type, position, i, item) for i in range(r.count)])
+                    side.extend([Inserted(r.op_type, position, i, item) for i in range(r.count)])
             out.extend((*before, item, *after))
         return out
 
@@ -276,11 +287,10 @@ def convert_layouts(
     last: dict[int, int] = {}  # kept item -> topological index of its last member
     order = {layer.name: k for k, layer in enumerate(graph.layers)}
     for i, item in enumerate(items):
-        head = item[0]
-        if not isinstance(head, str):
-            for m in head:
+        if isinstance(item, Kept):
+            for m in item.members:
                 holder[m.name] = i
-            last[i] = order[head[-1].name]
+            last[i] = order[item.members[-1].name]
     graph_inputs = {t.name for t in graph.inputs}
     producer, removed = graph.producer, flow.removed
 
@@ -294,7 +304,7 @@ def convert_layouts(
     # an item's external inputs are all produced before its last member: visit items in that order
     layout_ops = layouts.ops
     for i in sorted(last, key=last.__getitem__):
-        members = cast(Kept, items[i])[0]
+        members = cast(Kept, items[i]).members
         n_inputs = 0  # external activation inputs
         blocked_sources: list[int] = []  # the items producing the blocked ones
         for m in members:
@@ -348,10 +358,10 @@ def convert_layouts(
     out: list[Item] = []
     for i, item in enumerate(items):
         if i in before:
-            out.append((layouts.to_blocked, "before", 0, cast(Kept, item)))
+            out.append(Inserted(layouts.to_blocked, "before", 0, cast(Kept, item)))
         out.append(item)
         if i in after:
-            out.append((layouts.to_plain, "after", 0, cast(Kept, item)))
+            out.append(Inserted(layouts.to_plain, "after", 0, cast(Kept, item)))
     return out
 
 

@@ -173,11 +173,6 @@ class Flow:
         self._next[name] = nxt
         return nxt
 
-    def next_op(self, layer: Layer) -> str | None:
-        """The op type of the one kept layer ``layer`` feeds, or None (several, none, or a graph output)."""
-        nxt = self.single_consumer(layer)
-        return None if nxt is None else nxt.op
-
     def chain(self, start: Layer, pattern: tuple[str, ...]) -> tuple[Layer, ...] | None:
         """The layers ``start → ...`` forming a linear chain with op types ``pattern``, or None.
 

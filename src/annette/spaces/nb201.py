@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from annette.errors import ModelFileError
+from annette.errors import InvalidOptionError, ModelFileError
 
 if TYPE_CHECKING:
     import onnx
@@ -134,7 +134,7 @@ def parse_arch(arch: str | Arch) -> Arch:
 def sample_archs(n: int, *, seed: int) -> list[str]:
     """``n`` distinct architecture strings drawn uniformly from the 15,625 (deterministic for a seed)."""
     if not 0 <= n <= NUM_ARCHS:
-        raise ValueError(f"can sample between 0 and {NUM_ARCHS} distinct architectures, got n={n}")
+        raise InvalidOptionError(f"can sample between 0 and {NUM_ARCHS} distinct architectures, got n={n}")
     rng = np.random.default_rng(seed)
     return [str(Arch.from_index(int(i))) for i in rng.choice(NUM_ARCHS, size=n, replace=False)]
 
@@ -256,7 +256,7 @@ def onnx_from_arch(arch: str | Arch, *, batch: int = 1, seed: int = 0) -> onnx.M
 
     cell_arch = parse_arch(arch)
     if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+        raise InvalidOptionError(f"batch must be >= 1, got {batch}")
     b = _Builder(seed)
     x = b.conv("input", "stem/conv", 3, STEM_CHANNELS, 3)
     x = b.bn(x, "stem/bn", STEM_CHANNELS)
