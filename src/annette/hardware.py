@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -106,6 +106,15 @@ class CacheModel:
         w = np.asarray(layer_weight_bytes, dtype=np.float64)
         charged = (np.asarray(graph_weight_bytes) > self.capacity_bytes) & (w <= self.capacity_bytes)
         return np.where(charged, 1e3 * w / self.bandwidth_bytes_per_s, 0.0)
+
+    def graphs_extra_ms(self, layer_weight_bytes: ArrayLike, sizes: Sequence[int]) -> np.ndarray:
+        """:meth:`extra_ms` of the executed layers of consecutive graphs (``sizes``: layers per graph), each graph's
+        weights the sum of its layers' (unknown weights, NaN, count 0)."""
+        w = np.nan_to_num(np.asarray(layer_weight_bytes, dtype=np.float64))
+        cum = np.concatenate([[0.0], np.cumsum(w)])
+        bounds = np.cumsum([0, *sizes])
+        totals = cum[bounds[1:]] - cum[bounds[:-1]]  # per graph
+        return self.extra_ms(w, np.repeat(totals, sizes))
 
     def to_dict(self) -> dict[str, Any]:
         return {
