@@ -99,7 +99,7 @@ def test_bundle_round_trip_keeps_estimates(fitted, tmp_path) -> None:  # type: i
     g = b.graph(b.maxpool(b.relu(b.conv(b.input, 8))))
     for kind in KINDS:
         assert estimate_many([g], again, kind=kind)[0].total_ms == estimate_many([g], hw, kind=kind)[0].total_ms
-    assert again.provenance["records_used"]["multi"] == 112 and again.quality["layer_quality"]
+    assert again.provenance["records_used"]["multi"] == 112 and again.quality.fit is not None and again.quality.fit.layer_quality
 
 
 def test_robust_to_failed_flagged_and_foreign_records(records) -> None:  # type: ignore[no-untyped-def]

@@ -42,6 +42,7 @@ from annette.mapping.apply import apply
 from annette.mapping.learn import learn_rules, read_profile
 from annette.mapping.mapped import ExecutedLayer
 from annette.mapping.rules import MappingRules
+from annette.quality import BundleQuality, FitQuality
 from annette.records import BenchRecord, Target
 
 logger = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ def fit_records(
         fallbacks=fallbacks,
         feature_names=feature_names,
         provenance=_provenance(all_records, fit_set, seed, holdout, kinds, exclude_flags, provenance),
-        quality=report.to_dict(),
+        quality=BundleQuality(fit=FitQuality.from_dict(report.to_dict())),
         default_type=GENERIC_TYPE if generic_default and final.get(GENERIC_TYPE) else None,
     )
     return hw, report
