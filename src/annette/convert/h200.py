@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import logging
 import tempfile
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from annette.bench.store import BenchStore
 from annette.errors import HardwareModelError
 from annette.estimate import estimate_many
 from annette.evaluate.metrics import compute_metrics
-from annette.fit import FitReport, fit_records
+from annette.fit import FitReport, fit_records, held_out
 from annette.hardware import HardwareModel
 from annette.layers import KINDS, RooflineModel
 from annette.layers.features import ElementBits, extract
@@ -153,18 +152,10 @@ def fit_h200(
 
 # -- held-out accuracy -----------------------------------------------------------------------------------
 def split(records: Sequence[BenchRecord], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, test): a seeded ``fraction`` of the ok records of every family (the table's kind)."""
-    rng = np.random.default_rng(seed)
-    by_family: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(records):
-        if r.status == "ok":
-            by_family[r.family].append(i)
-    test: set[int] = set()
-    for family in sorted(by_family):
-        idx = by_family[family]
-        k = int(round(fraction * len(idx)))
-        test.update(int(i) for i in rng.permutation(idx)[:k])
+    """Indices (train, test): a seeded ``fraction`` of the ok records of every family (the table's kind),
+    families drawn in order of name (:func:`annette.fit.held_out`)."""
     ok = [i for i, r in enumerate(records) if r.status == "ok"]
+    test = {ok[j] for j in held_out([records[i] for i in ok], fraction, seed, by_name=True)}
     return [i for i in ok if i not in test], sorted(test)
 
 
