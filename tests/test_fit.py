@@ -219,6 +219,30 @@ def test_types_without_benchmarks_use_the_generic_default_and_say_so(fitted, rec
     assert strict_hw.default_type is None and strict_hw.resolve("ReduceL2", "roofline") is None
 
 
+def test_a_recipe_adds_rules_models_redirects_and_widths(records) -> None:  # type: ignore[no-untyped-def]
+    from annette.fit import Recipe
+    from annette.layers.features import ElementBits
+    from annette.mapping.rules import MappingRules, RemovalRule
+
+    base, base_report = fit_records(records[:120], kinds=("roofline",), holdout=0.0)
+    extra = base.layer_models["Conv"]["roofline"]
+    recipe = Recipe(rules=MappingRules(removals=(RemovalRule("Softmax"),), settings={"eager": "yes"}),
+                    models={"Special": {"roofline": extra}}, fallbacks={"MatMul": "Gemm", "Einsum": "Nope"},
+                    default_type="Special", element_bits=ElementBits(16, 16))
+    hw, report = fit_records(records[:120], kinds=("roofline",), holdout=0.0, recipe=recipe)
+    assert [r.op for r in hw.rules.removals] == [*(r.op for r in base.rules.removals), "Softmax"]
+    assert hw.rules.settings is not None and hw.rules.settings["eager"] == "yes"
+    assert report.rules == base_report.rules  # the report lists what was learned
+    assert hw.layer_models["Special"]["roofline"] is extra and hw.default_type == "Special"
+    assert hw.fallbacks["MatMul"] == "Gemm" and "Einsum" not in hw.fallbacks  # no models of type Nope
+    assert hw.element_bits == ElementBits(16, 16) and base.element_bits is None
+    # no record has a Softmax: what the records teach is the same
+    assert {t: {k: m.to_dict() for k, m in ms.items()} for t, ms in hw.layer_models.items() if t != "Special"} == {
+        t: {k: m.to_dict() for k, m in ms.items()} for t, ms in base.layer_models.items()}
+    r = hw.resolve("ReduceL2", "roofline")
+    assert r is not None and r.type == "Special"
+
+
 # -- the cache model -----------------------------------------------------------------------------------------
 MB = 2**20
 

@@ -5,7 +5,8 @@
 2. Overheads (:mod:`.overhead`): where a record has a per-node profile, its measured time minus the summed
    kernel times is regressed on the number of executed nodes: per-node and per-run overhead, added per executed
    layer and per run by every estimate.
-3. Mapping rules: :func:`annette.mapping.learn_rules` (profiles first, timing test where singles exist).
+3. Mapping rules: :func:`annette.mapping.learn_rules` (profiles first, timing test where singles exist), with a
+   recipe's fixed rules added (:class:`Recipe`).
 4. Samples (:mod:`.samples`): every profiled node of a record is one sample of its executed-layer type (kernel
    time; nodes covering the same layers, a layer split into several kernels, are one sample); a record without
    profile that maps to a single executed layer is one sample (measured time less the overheads). Each record's
@@ -29,20 +30,20 @@ from typing import Any
 from annette.errors import HardwareModelError
 from annette.fit.cache import CACHE_CANDIDATES_MB, fit_cache
 from annette.fit.overhead import CHAIN_FAMILY, describe, fit_overhead
+from annette.fit.recipe import Recipe
 from annette.fit.records import CACHE_KIND, LAYER_RECORD_KINDS, held_out, layer_records, usable
 from annette.fit.report import FitReport, Quality, describe_rules, end_to_end, provenance_of
 from annette.fit.samples import Samples, TrainingSet, collect_samples, read_profiles, training_set
 from annette.fit.select import MIN_SAMPLES, Selection, select
 from annette.hardware import HardwareModel
 from annette.layers import KINDS, LAYER_MODELS
-from annette.layers.features import GENERIC_TYPE
 from annette.mapping.learn import learn_rules
 from annette.quality import BundleQuality
 from annette.records import BenchRecord
 
 __all__ = [
     "CACHE_CANDIDATES_MB", "CACHE_KIND", "CHAIN_FAMILY", "LAYER_RECORD_KINDS", "MIN_SAMPLES", "FitReport", "Quality",
-    "Samples", "Selection", "TrainingSet", "collect_samples", "fit_cache", "fit_overhead", "fit_records",
+    "Recipe", "Samples", "Selection", "TrainingSet", "collect_samples", "fit_cache", "fit_overhead", "fit_records",
     "fit_store", "held_out",
 ]
 
@@ -65,15 +66,19 @@ def fit_records(
     provenance: dict[str, Any] | None = None,
     progress: Progress | None = None,
     generic_default: bool = True,
+    recipe: Recipe | None = None,
 ) -> tuple[HardwareModel, FitReport]:
     """Build a hardware model from benchmark records; see the module docstring for the steps.
 
     ``generic_default``: op types no benchmark covered (e.g. ReduceL2, Einsum) are estimated with the generic
-    model fitted on all types (roofline over FLOPs and bytes, plus the per-node overhead), and each such layer
-    says so in its note; without it they are *unsupported* (left out of the total, listed).
+    model fitted on all types (roofline over FLOPs and bytes, plus the per-node overhead; a recipe can name
+    another, ``recipe.default_type``), and each such layer says so in its note; without it they are
+    *unsupported* (left out of the total, listed). ``recipe``: what is known of the target beyond its records
+    (:class:`Recipe`). The report's ``rules`` are the learned ones.
     """
     for k in kinds:
         LAYER_MODELS.get(k)
+    recipe = recipe or Recipe()
     say = progress or (lambda msg: logger.info("%s", msg))
     all_records = list(records)
     kept, skipped, target = usable(all_records, exclude_flags, target_key)
@@ -85,7 +90,7 @@ def fit_records(
     profiles = read_profiles(fit_set)
     learned = learn_rules(fit_set, alpha=alpha, run_overhead_ms=overhead.per_run_ms, profiles=profiles)
     say(describe_rules(learned))
-    rules = learned
+    rules = recipe.mapping(learned)
     held = held_out(fit_set, holdout, seed, min_family=5)
     data = training_set(collect_samples(fit_set, rules, overhead, profiles), held, seed)
     if not data.valid.all():
@@ -98,13 +103,15 @@ def fit_records(
         end_to_end([fit_set[i] for i in held if fit_set[i].kind != "micro"], scored, kinds),
         dict(chosen.fallbacks), dict(chosen.pooled),
     )
-    final = chosen.final
+    models = recipe.layer_models(chosen.final)
     hw = replace(
         scored,
-        layer_models=final,
+        layer_models=models,
+        fallbacks=recipe.redirects(chosen.fallbacks, models),
         provenance=provenance_of(all_records, fit_set, seed, holdout, kinds, exclude_flags, provenance),
         quality=BundleQuality(fit=report.fit_quality()),
-        default_type=GENERIC_TYPE if generic_default and final.get(GENERIC_TYPE) else None,
+        default_type=recipe.default(models, generic_default),
+        element_bits=recipe.element_bits,
     )
     return hw, report
 
