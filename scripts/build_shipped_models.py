@@ -23,6 +23,7 @@ from pathlib import Path
 
 from annette.convert.h200 import TABLES, fit_h200, heldout_accuracy, read_records, repeatability
 from annette.convert.legacy_bundle import LEGACY_SOURCES, build_legacy_bundle
+from annette.quality import EndToEnd, HeldoutAccuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
@@ -45,12 +46,11 @@ def build_h200(name: str, shared: Path, work: Path | None) -> None:
     }
     hw, _ = fit_h200(records, name=name, seed=SEED, holdout=0.0, provenance=provenance)
     # held-out rows estimated end to end (single-layer networks through the bundle), as `annette hw list` shows
-    end_to_end = {
-        kind: {"n": per["all"]["n"], "n_incomplete": 0, "mape": per["all"]["mape_pct"] / 100}
-        for kind, per in heldout["by_kind"].items()
-    }
-    quality = {**dict(hw.quality), "end_to_end_holdout": end_to_end, "heldout": heldout,
-               "repeatability": repeatability(table)}
+    end_to_end = {kind: EndToEnd(per["all"]["n"], 0, per["all"]["mape_pct"] / 100)
+                  for kind, per in heldout["by_kind"].items()}
+    fit = hw.quality.fit
+    quality = replace(hw.quality, fit=None if fit is None else replace(fit, end_to_end_holdout=end_to_end),
+                      heldout=HeldoutAccuracy.from_dict(heldout), repeatability=repeatability(table))
     path = replace(hw, quality=quality).save(ROOT / "src/annette/data/hw" / f"{name}.json")
     mixed = heldout["by_kind"].get("mixed", {}).get("all", {})
     logging.info("wrote %s (held-out mixed MAPE %.1f %%)", path, mixed.get("mape_pct", float("nan")))

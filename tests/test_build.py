@@ -249,7 +249,8 @@ def test_build_end_to_end_on_the_simulated_backend(tmp_path) -> None:  # type: i
     assert names == ["core", "context", "overhead", "cache", "refine", "fit", "networks", "validate"]
     hw = HardwareModel.load(result.bundle)
     assert hw.overhead.per_node_ms >= 0 and hw.overhead.per_run_ms >= 0
-    assert hw.quality["validation"]["metrics"]["n"] == 4 and "noise_floor" in hw.quality["validation"]
+    v = hw.quality.validation
+    assert v is not None and v.metrics.n == 4 and v.noise_floor.n == 4
     assert hw.provenance["build"]["command"].startswith("annette build --backend simulated")
     with pytest.raises(Exception, match="--resume"):
         run_build(out, backend=SIM, budget_min=0.2)

@@ -99,7 +99,7 @@ def test_bundle_round_trip_keeps_estimates(fitted, tmp_path) -> None:  # type: i
     g = b.graph(b.maxpool(b.relu(b.conv(b.input, 8))))
     for kind in KINDS:
         assert estimate_many([g], again, kind=kind)[0].total_ms == estimate_many([g], hw, kind=kind)[0].total_ms
-    assert again.provenance["records_used"]["multi"] == 112 and again.quality["layer_quality"]
+    assert again.provenance["records_used"]["multi"] == 112 and again.quality.fit is not None and again.quality.fit.layer_quality
 
 
 def test_robust_to_failed_flagged_and_foreign_records(records) -> None:  # type: ignore[no-untyped-def]
@@ -217,6 +217,30 @@ def test_types_without_benchmarks_use_the_generic_default_and_say_so(fitted, rec
     assert r is not None and r.type == "*" and "default for types without a model" in r.note
     strict_hw, _ = fit_records(records, kinds=("roofline",), seed=1, generic_default=False)
     assert strict_hw.default_type is None and strict_hw.resolve("ReduceL2", "roofline") is None
+
+
+def test_a_recipe_adds_rules_models_redirects_and_widths(records) -> None:  # type: ignore[no-untyped-def]
+    from annette.fit import Recipe
+    from annette.layers.features import ElementBits
+    from annette.mapping.rules import MappingRules, RemovalRule
+
+    base, base_report = fit_records(records[:120], kinds=("roofline",), holdout=0.0)
+    extra = base.layer_models["Conv"]["roofline"]
+    recipe = Recipe(rules=MappingRules(removals=(RemovalRule("Softmax"),), settings={"eager": "yes"}),
+                    models={"Special": {"roofline": extra}}, fallbacks={"MatMul": "Gemm", "Einsum": "Nope"},
+                    default_type="Special", element_bits=ElementBits(16, 16))
+    hw, report = fit_records(records[:120], kinds=("roofline",), holdout=0.0, recipe=recipe)
+    assert [r.op for r in hw.rules.removals] == [*(r.op for r in base.rules.removals), "Softmax"]
+    assert hw.rules.settings is not None and hw.rules.settings["eager"] == "yes"
+    assert report.rules == base_report.rules  # the report lists what was learned
+    assert hw.layer_models["Special"]["roofline"] is extra and hw.default_type == "Special"
+    assert hw.fallbacks["MatMul"] == "Gemm" and "Einsum" not in hw.fallbacks  # no models of type Nope
+    assert hw.element_bits == ElementBits(16, 16) and base.element_bits is None
+    # no record has a Softmax: what the records teach is the same
+    assert {t: {k: m.to_dict() for k, m in ms.items()} for t, ms in hw.layer_models.items() if t != "Special"} == {
+        t: {k: m.to_dict() for k, m in ms.items()} for t, ms in base.layer_models.items()}
+    r = hw.resolve("ReduceL2", "roofline")
+    assert r is not None and r.type == "Special"
 
 
 # -- the cache model -----------------------------------------------------------------------------------------

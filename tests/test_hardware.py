@@ -15,6 +15,7 @@ import hwsynth
 from annette.errors import HardwareModelError
 from annette.fit import fit_records
 from annette.hardware import SHIPPED, HardwareModel
+from annette.quality import Accuracy, BundleQuality, MeasuredStudy
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,9 @@ def broken(bundle: dict[str, Any], path: tuple[str, ...], value: Any = None, del
         (("layer_models", "Conv", "roofline", "feature_names"), ["flops"], False, "other feature names|roof columns"),
         (("fallbacks",), {"Softmax": "Nope"}, False, "Softmax"),
         (("mapping", "schema_version"), 7, False, "mapping rules schema version 7"),
+        (("quality", "layer_quality", 0, "n_test"), "many", False, r"quality.layer_quality\[0\].n_test"),
+        (("quality", "overhead"), None, True, "quality lacks the fit's overhead"),
+        (("quality", "measured"), {"zoo": {"title": "t"}}, False, "quality.measured.zoo.date"),
     ],
 )
 def test_load_errors_name_what_is_wrong(
@@ -71,6 +75,33 @@ def test_load_errors_name_what_is_wrong(
 ) -> None:
     with pytest.raises(HardwareModelError, match=message):
         HardwareModel.load(write(tmp_path, broken(bundle, path, value, delete)))
+
+
+@pytest.mark.parametrize("name", SHIPPED.names())
+def test_shipped_quality_reads_and_writes_the_same_json(name: str) -> None:
+    doc = json.loads(SHIPPED.get(name).read_text(encoding="utf-8"))
+    quality = BundleQuality.from_dict(doc["quality"])
+    assert json.dumps(quality.to_dict()) == json.dumps(doc["quality"])  # keys, order, ints and floats alike
+    assert quality.fit is not None or quality.note
+    if quality.fit is not None:
+        assert quality.fit.layer_quality and set(quality.end_to_end) <= {"roofline", "refined", "statistical", "mixed"}
+
+
+def test_quality_keeps_what_it_does_not_know_and_records_studies(bundle: dict[str, Any]) -> None:
+    doc = {**bundle["quality"], "reviewed_by": {"who": "x"}}
+    quality = BundleQuality.from_dict(doc)
+    assert quality.to_dict() == doc and quality.extra == {"reviewed_by": {"who": "x"}}
+    metrics = {"n": 3, "mape_pct": 12.5, "rmspe_pct": 14.0, "max_ape_pct": 20.0, "within5_pct": 0.0,
+               "within10_pct": 33.3, "mean_signed_pct": 1.0, "spearman": None, "kendall": 1}
+    results = {"title": "zoo", "metadata": {"date": "2026-01-02T03:04:05", "cpu": "c", "loadavg": [0.5, 1, 2]},
+               "settings": {"rounds": 3}, "label_statistic": "min", "overall": {"mixed": metrics},
+               "noise_floor": metrics}
+    study = MeasuredStudy.from_results(results)
+    assert study.kinds["mixed"].to_dict() == {"n": 3, "mape_pct": 12.5, "within10_pct": 33.3, "spearman": None,
+                                              "kendall": 1}
+    again = BundleQuality.from_dict(quality.with_study("zoo", study).to_dict())
+    assert again.measured["zoo"] == study and again.fit == quality.fit
+    assert Accuracy.from_dict(metrics).to_dict() == metrics  # all nine figures where a record has them
 
 
 def test_unreadable_files_and_unknown_names(tmp_path: Path) -> None:

@@ -75,15 +75,16 @@ def test_bytes_at_the_bundle_precision(name: str) -> None:
 @pytest.mark.parametrize("name", BUNDLES)
 def test_recorded_heldout_accuracy(name: str) -> None:
     q = HardwareModel.load(name).quality
-    held = q["heldout"]
-    assert held["label"] == LABEL == "median" and held["fraction"] == 0.2
-    assert set(held["by_kind"]) == {"roofline", "refined", "statistical", "mixed"}
-    for kind, per in held["by_kind"].items():
+    held = q.heldout
+    assert held is not None and held.label == LABEL == "median" and held.fraction == 0.2
+    assert set(held.by_kind) == {"roofline", "refined", "statistical", "mixed"}
+    for kind, per in held.by_kind.items():
         assert {"all", "conv", "gemm", "add", "relu"} <= set(per), kind
-        assert 0 < per["all"]["mape_pct"] < 60 and per["all"]["spearman"] > 0.7
+        assert 0 < (per["all"].mape_pct or 0) < 60 and (per["all"].spearman or 0) > 0.7
     # the mixed model is the best overall (the paper's finding)
-    assert held["by_kind"]["mixed"]["all"]["mape_pct"] <= held["by_kind"]["roofline"]["all"]["mape_pct"]
-    assert q["end_to_end_holdout"]["mixed"]["mape"] == pytest.approx(held["by_kind"]["mixed"]["all"]["mape_pct"] / 100)
+    mixed, roofline = held.by_kind["mixed"]["all"].mape_pct, held.by_kind["roofline"]["all"].mape_pct
+    assert mixed is not None and roofline is not None and mixed <= roofline
+    assert q.end_to_end["mixed"].mape == pytest.approx(mixed / 100)
 
 
 def test_split_is_seeded_and_per_kind() -> None:

@@ -48,6 +48,7 @@ from annette.bench.sweeps import BenchConfig, make_config, refine
 from annette.errors import AnnetteError, BenchStoreError
 from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor
 from annette.hardware import HardwareModel
+from annette.quality import ValidationRecord
 from annette.records import BenchRecord
 
 if TYPE_CHECKING:
@@ -109,6 +110,10 @@ class Validation:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "metrics": self.metrics.to_dict(), "noise_floor": self.noise.to_dict(),
                 "networks": [dict(n) for n in self.networks]}
+
+    def record(self) -> ValidationRecord:
+        """As the bundle's quality records it."""
+        return ValidationRecord.from_dict(self.to_dict())
 
 
 @dataclass(frozen=True)
@@ -316,7 +321,7 @@ def run_build(
         "machine": target.to_dict(),
     }
     hw = replace(hw, provenance={**hw.provenance, "build": build_info},
-                 quality={**hw.quality, "validation": validation.to_dict()})
+                 quality=replace(hw.quality, validation=validation.record()))
     path = hw.save(Path(bundle) if bundle is not None else out / BUNDLE_FILE)
     return BuildResult(str(path), str(out), tuple(stages), total, validation, report_.to_dict())
 

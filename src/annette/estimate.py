@@ -38,7 +38,6 @@ from annette.graph.accounting import ZERO_COST_OPS
 from annette.graph.ir import Graph
 from annette.hardware import (
     KIND_FALLBACKS,
-    CacheModel,
     HardwareModel,
     Resolved,
     TargetMismatchWarning,
@@ -362,7 +361,7 @@ def _estimate(
         factor = np.repeat([hw.calibration.size_factor(t) for t in traffic], sizes)
         kernel = row_kernel[inverse]
         times = np.where(np.isnan(kernel), times, np.maximum(kernel * factor + node_ms, 0.0))
-    extra = None if hw.cache is None else _cache_extra(hw.cache, everything.column("weight_bytes"), inverse, sizes)
+    extra = None if hw.cache is None else hw.cache.graphs_extra_ms(everything.column("weight_bytes")[inverse], sizes)
     if extra is not None:
         times = times + extra
     table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost, generic,
@@ -434,16 +433,6 @@ def _target_warnings(hw: HardwareModel) -> tuple[str, ...]:
     for note in notes:
         warnings.warn(note, TargetMismatchWarning, stacklevel=4)
     return notes
-
-
-def _cache_extra(cache: CacheModel, row_weight_bytes: np.ndarray, inverse: np.ndarray, sizes: list[int]) -> np.ndarray:
-    """Per executed layer of all graphs: the time its weights take to fetch again (see CacheModel) in graphs
-    whose executed layers' weights exceed the cache."""
-    w = np.nan_to_num(row_weight_bytes)[inverse]
-    cum = np.concatenate([[0.0], np.cumsum(w)])
-    bounds = np.cumsum([0, *sizes])
-    totals = cum[bounds[1:]] - cum[bounds[:-1]]  # per graph
-    return cache.extra_ms(w, np.repeat(totals, sizes))
 
 
 def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:

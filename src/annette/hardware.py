@@ -3,8 +3,9 @@
 A bundle holds a schema version, the target (``Target.to_dict()``), the mapping rules, the layer models per
 executed-layer type and kind (LightGBM models as their own text), the feature names they were fitted on, the
 type fallbacks, the per-node and per-run overheads, provenance (store, record counts, dates, versions) and
-fit quality. Loading never executes code: it parses JSON and checks every part, raising
-:class:`HardwareModelError` that names what is missing or wrong.
+quality (the fit's held-out figures and measured accuracy, :class:`annette.quality.BundleQuality`). Loading
+never executes code: it parses JSON and checks every part, raising :class:`HardwareModelError` that names what
+is missing or wrong.
 
 :data:`SHIPPED` maps the names of the bundles shipped in ``annette/data/hw/*.json`` to their files;
 :meth:`HardwareModel.load` accepts a path or one of those names.
@@ -16,7 +17,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +31,7 @@ from annette.errors import HardwareModelError, UnknownNameError
 from annette.layers import KINDS, LayerModel
 from annette.layers.features import ALL_FEATURE_NAMES, FEATURE_NAMES, FEATURES, ElementBits, type_fallbacks
 from annette.mapping.rules import MappingRules
+from annette.quality import BundleQuality
 from annette.records import Target
 from annette.registry import Registry
 
@@ -106,6 +108,15 @@ class CacheModel:
         w = np.asarray(layer_weight_bytes, dtype=np.float64)
         charged = (np.asarray(graph_weight_bytes) > self.capacity_bytes) & (w <= self.capacity_bytes)
         return np.where(charged, 1e3 * w / self.bandwidth_bytes_per_s, 0.0)
+
+    def graphs_extra_ms(self, layer_weight_bytes: ArrayLike, sizes: Sequence[int]) -> np.ndarray:
+        """:meth:`extra_ms` of the executed layers of consecutive graphs (``sizes``: layers per graph), each graph's
+        weights the sum of its layers' (unknown weights, NaN, count 0)."""
+        w = np.nan_to_num(np.asarray(layer_weight_bytes, dtype=np.float64))
+        cum = np.concatenate([[0.0], np.cumsum(w)])
+        bounds = np.cumsum([0, *sizes])
+        totals = cum[bounds[1:]] - cum[bounds[:-1]]  # per graph
+        return self.extra_ms(w, np.repeat(totals, sizes))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -199,7 +210,7 @@ class HardwareModel:
     fallbacks: Mapping[str, str] = field(default_factory=dict)
     feature_names: tuple[str, ...] = FEATURE_NAMES  # the columns its models take (a subset of FEATURES)
     provenance: Mapping[str, Any] = field(default_factory=dict)
-    quality: Mapping[str, Any] = field(default_factory=dict)
+    quality: BundleQuality = field(default_factory=BundleQuality)
     # The type whose models cost any type nothing else covers (the original ANNETTE's ``Base`` entry); None:
     # such layers are unsupported.
     default_type: str | None = None
@@ -265,7 +276,7 @@ class HardwareModel:
             "layer_models": {t: {k: m.to_dict() for k, m in kinds.items()} for t, kinds in self.layer_models.items()},
             "fallbacks": dict(self.fallbacks),
             "provenance": dict(self.provenance),
-            "quality": dict(self.quality),
+            "quality": self.quality.to_dict(),
             "default_type": self.default_type,
             "element_bits": None if self.element_bits is None else self.element_bits.to_dict(),
             "cache": None if self.cache is None else self.cache.to_dict(),
@@ -342,6 +353,10 @@ class HardwareModel:
             calibration = None if d.get("calibration") is None else Calibration.from_dict(d["calibration"])
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise HardwareModelError(f"{source}: malformed calibration: {_why(exc)}") from exc
+        try:
+            quality = BundleQuality.from_dict(d.get("quality") or {})
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise HardwareModelError(f"{source}: malformed quality: {_why(exc)}") from exc
         return HardwareModel(
             name=str(d["name"]),
             target=target,
@@ -351,7 +366,7 @@ class HardwareModel:
             fallbacks=fallbacks,
             feature_names=names,
             provenance=dict(d.get("provenance", {})),
-            quality=dict(d.get("quality", {})),
+            quality=quality,
             default_type=None if default_type is None else str(default_type),
             element_bits=bits,
             cache=cache,

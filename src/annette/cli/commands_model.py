@@ -17,6 +17,7 @@ from annette.layers import KINDS
 if TYPE_CHECKING:
     from annette.estimate import Estimate
     from annette.hardware import HardwareModel
+    from annette.quality import BundleQuality
 
 hw_app = typer.Typer(help="Hardware models (shipped and fitted).", no_args_is_help=True)
 
@@ -239,11 +240,9 @@ def _print_layers(est: Estimate) -> None:
     )
 
 
-def _hw_row(name: str) -> dict[str, Any]:
-    from annette.hardware import SHIPPED, HardwareModel
+def _hw_row(name: str, hw: HardwareModel) -> dict[str, Any]:
+    from annette.hardware import SHIPPED
 
-    hw = HardwareModel.load(SHIPPED.get(name))
-    e2e = dict(hw.quality.get("end_to_end_holdout", {}))
     return {
         "name": name,
         "path": str(SHIPPED.get(name)),
@@ -253,29 +252,35 @@ def _hw_row(name: str) -> dict[str, Any]:
         "kinds": list(hw.kinds),
         "n_types": len(hw.layer_models),
         "provenance": dict(hw.provenance),
-        "accuracy": {k: v.get("mape") for k, v in e2e.items()},
-        "measured": dict(hw.quality.get("measured", {})),
+        "accuracy": {k: e.mape for k, e in hw.quality.end_to_end.items()},
+        "measured": {study: s.to_dict() for study, s in hw.quality.measured.items()},
     }
 
 
-def _accuracy_cell(row: dict[str, Any]) -> str:
+def _accuracy_cell(quality: BundleQuality) -> str:
     """Measured studies first (MAPE of each kind on real networks, with the noise floor); else held-out data."""
     lines = []
-    for study, m in row["measured"].items():
-        kinds = ", ".join(f"{k} {v['mape_pct']:.1f} %" for k, v in m["kinds"].items())
-        lines.append(f"{study} ({m['kinds'][next(iter(m['kinds']))]['n']} nets, {m['date'][:10]}): {kinds}; "
-                     f"noise floor {m['noise_floor']['mape_pct']:.1f} %")
-    if not lines and row["accuracy"]:
-        lines.append("held-out blocks/layers: " + ", ".join(f"{k} {_pct(v)}" for k, v in row["accuracy"].items()))
+    for study, m in quality.measured.items():
+        kinds = ", ".join(f"{k} {_num(a.mape_pct, '.1f')} %" for k, a in m.kinds.items())
+        n = next(iter(m.kinds.values())).n if m.kinds else 0
+        lines.append(f"{study} ({n} nets, {m.date[:10]}): {kinds}; noise floor {_num(m.noise_floor.mape_pct, '.1f')} %")
+    if not lines and quality.end_to_end:
+        held = ", ".join(f"{k} {_pct(e.mape)}" for k, e in quality.end_to_end.items())
+        lines.append(f"held-out blocks/layers: {held}")
     return "\n".join(lines) or "-"
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 @handle_errors
 def hw_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the shipped hardware models."""
-    from annette.hardware import SHIPPED
+    from annette.hardware import SHIPPED, HardwareModel
 
-    rows = [_hw_row(name) for name in SHIPPED.names()]
+    bundles = {name: HardwareModel.load(SHIPPED.get(name)) for name in SHIPPED.names()}
+    rows = [_hw_row(name, hw) for name, hw in bundles.items()]
     if as_json:
         emit_json(rows)
         return
@@ -287,7 +292,7 @@ def hw_list(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
     table.add_column("accuracy (MAPE)", overflow="fold", ratio=3)
     for r in rows:
         table.add_row(r["name"], escape(f"{r['device_model']}\n{r['target']}"), escape(r["runtime"]),
-                      "\n".join(r["kinds"]), escape(_accuracy_cell(r)))
+                      "\n".join(r["kinds"]), escape(_accuracy_cell(bundles[r["name"]].quality)))
     console.print(table)
     if not rows:
         console.print("no shipped hardware model yet: fit one with `annette fit STORE -o hw.json`")
@@ -309,7 +314,7 @@ def hw_show_dict(hw: HardwareModel, source: str) -> dict[str, Any]:
                   "insertions": len(hw.rules.insertions), "merges": len(hw.rules.merges),
                   "layout_model": hw.rules.layouts is not None},
         "provenance": dict(hw.provenance),
-        "quality": {k: v for k, v in hw.quality.items() if k in ("measured", "end_to_end_holdout")},
+        "quality": {k: v for k, v in hw.quality.to_dict().items() if k in ("measured", "end_to_end_holdout")},
     }
 
 
@@ -347,13 +352,11 @@ def hw_show(
                       f"{hw.cache.bandwidth_bytes_per_s / 1e9:.1f} GB/s")
     for key, value in doc["provenance"].items():
         table.add_row(f"provenance.{key}", escape(str(value)))
-    table.add_row("accuracy", escape(_accuracy_cell({"measured": dict(hw.quality.get("measured", {})),
-                                                     "accuracy": _hw_row_accuracy(hw)})))
+    table.add_row("accuracy", escape(_accuracy_cell(hw.quality)))
     console.print(table)
 
 
-def _hw_row_accuracy(hw: HardwareModel) -> dict[str, Any]:
-    return {k: v.get("mape") for k, v in dict(hw.quality.get("end_to_end_holdout", {})).items()}
+
 
 
 hw_app.command("list")(hw_list)

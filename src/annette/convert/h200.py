@@ -4,7 +4,7 @@
 Pipeline: the tables are imported with the bench importer (format ``h200-torch-eager``: one micro record
 per row, its graph the matching single-layer network), relabelled with the row's **median** (see
 :data:`LABEL`), and fitted with :func:`annette.fit.fit_records` over all batch sizes at once (batch is a
-feature). Then, for networks in eager mode:
+feature), with what eager mode is known to do as its recipe (:class:`annette.fit.Recipe`):
 
 - mapping: nothing is fused in eager mode, and view ops (:data:`VIEW_OPS`: Reshape, Flatten, ...) launch no
   kernel, so they are removal rules;
@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import logging
 import tempfile
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from annette.bench.store import BenchStore
 from annette.errors import HardwareModelError
 from annette.estimate import estimate_many
 from annette.evaluate.metrics import compute_metrics
-from annette.fit import FitReport, fit_records
+from annette.fit import FitReport, Recipe, fit_records, held_out
 from annette.hardware import HardwareModel
 from annette.layers import KINDS, RooflineModel
 from annette.layers.features import ElementBits, extract
@@ -112,6 +111,12 @@ def fit_generic(records: Sequence[BenchRecord], rules: MappingRules) -> Roofline
     return model
 
 
+def eager_rules() -> MappingRules:
+    """Eager mode's fixed mapping: nothing is fused, view ops launch no kernel (removed)."""
+    return MappingRules(removals=tuple(RemovalRule(op) for op in VIEW_OPS),
+                        settings={"eager": "no fusions; view ops launch no kernel (removed)"})
+
+
 def fit_h200(
     records: Sequence[BenchRecord],
     *,
@@ -125,7 +130,11 @@ def fit_h200(
     """Fit one table's records (all batch sizes) into an eager-mode bundle (see the module docstring)."""
     precision = _precision(records)
     labelled = [relabel(r) for r in records]
-    hw, report = fit_records(
+    rules = eager_rules()
+    bits = PRECISION_BITS[precision]
+    recipe = Recipe(rules=rules, models={GENERIC: {"roofline": fit_generic(labelled, rules)}},
+                    fallbacks=MAC_FALLBACKS, default_type=GENERIC, element_bits=ElementBits(bits, bits))
+    return fit_records(
         labelled,
         kinds=kinds,
         seed=seed,
@@ -134,37 +143,16 @@ def fit_h200(
         name=name,
         provenance={"label_statistic": LABEL, **dict(provenance or {})},
         progress=progress,
+        recipe=recipe,
     )
-    views = tuple(RemovalRule(op) for op in VIEW_OPS if op not in hw.rules.removals_by_op)
-    settings = {**dict(hw.rules.settings or {}), "eager": "no fusions; view ops launch no kernel (removed)"}
-    rules = replace(hw.rules, removals=(*hw.rules.removals, *views), settings=settings)
-    generic = fit_generic(labelled, rules)
-    bits = PRECISION_BITS[precision]
-    hw = replace(
-        hw,
-        rules=rules,
-        layer_models={**hw.layer_models, GENERIC: {"roofline": generic}},
-        fallbacks={**hw.fallbacks, **{k: v for k, v in MAC_FALLBACKS.items() if v in hw.layer_models}},
-        default_type=GENERIC,
-        element_bits=ElementBits(bits, bits),
-    )
-    return hw, report
 
 
 # -- held-out accuracy -----------------------------------------------------------------------------------
 def split(records: Sequence[BenchRecord], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, test): a seeded ``fraction`` of the ok records of every family (the table's kind)."""
-    rng = np.random.default_rng(seed)
-    by_family: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(records):
-        if r.status == "ok":
-            by_family[r.family].append(i)
-    test: set[int] = set()
-    for family in sorted(by_family):
-        idx = by_family[family]
-        k = int(round(fraction * len(idx)))
-        test.update(int(i) for i in rng.permutation(idx)[:k])
+    """Indices (train, test): a seeded ``fraction`` of the ok records of every family (the table's kind),
+    families drawn in order of name (:func:`annette.fit.held_out`)."""
     ok = [i for i, r in enumerate(records) if r.status == "ok"]
+    test = {ok[j] for j in held_out([records[i] for i in ok], fraction, seed, by_name=True)}
     return [i for i in ok if i not in test], sorted(test)
 
 

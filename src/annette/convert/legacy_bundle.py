@@ -53,6 +53,7 @@ from annette.legacy.layer_model import LayerEntry, load_layer_model
 from annette.legacy.layers import EFFICIENCY_DIMS
 from annette.legacy.mapping import FuseCondition, MappingRule, load_mapping_model
 from annette.mapping.rules import AttrCondition, FusionRule, MappingRules, RemovalRule
+from annette.quality import BundleQuality
 from annette.records import Target
 
 logger = logging.getLogger(__name__)
@@ -443,7 +444,7 @@ def build_legacy_bundle(name: str, legacy_root: str | Path) -> HardwareModel:
         fallbacks={},
         feature_names=FEATURES_USED,
         provenance=provenance,
-        quality={"note": "converted, not fitted: the original publishes no measurements with these models"},
+        quality=BundleQuality(note="converted, not fitted: the original publishes no measurements with these models"),
         default_type=BASE,
         element_bits=element_bits(used, name),
     )

@@ -145,10 +145,19 @@ def learn_rules(
     min_agreement: float = 0.8,
     min_instances: int = 2,
     run_overhead_ms: float = 0.0,
+    profiles: Sequence[ProfiledRun | None] | None = None,
 ) -> MappingRules:
-    """Learn removals, fusions and insertions from ``records`` (ok records with graphs)."""
-    records = [r for r in records if r.status == "ok" and r.graph is not None]
-    runs = [run for run in map(read_profile, records) if run is not None]
+    """Learn removals, fusions and insertions from ``records`` (ok records with graphs).
+
+    ``profiles``: each record's :func:`read_profile`, where the caller has read them already (one per record,
+    in order); else they are read here."""
+    given = list(records)
+    if profiles is not None and len(profiles) != len(given):
+        raise ValueError(f"{len(profiles)} profiles for {len(given)} records")
+    kept = [i for i, r in enumerate(given) if r.status == "ok" and r.graph is not None]
+    read = (read_profile(given[i]) if profiles is None else profiles[i] for i in kept)
+    runs = [run for run in read if run is not None]
+    records = [given[i] for i in kept]
     logger.info("learning mapping rules from %d records (%d with profiles)", len(records), len(runs))
     merges = _learn_merges(runs, min_agreement, min_instances)
     removals = _learn_removals(runs, min_agreement, min_instances)
