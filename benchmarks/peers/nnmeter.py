@@ -58,6 +58,7 @@ SCHEMA_VERSION = 1
 
 PILOT = 8  # prior samples per kernel that measure its cost per sample
 PRIOR_SHARE = 0.75  # of the kernel-phase time, for prior samples; the rest for fine-grained iterations
+PRIOR_PASSES = 3  # prior passes, each with the costs per sample measured so far
 RULETEST_SHARE = 0.5  # the fusion-rule phase stops measuring after this share of the budget
 UNBUILDABLE: dict[str, str] = {}  # fusion test cases whose torch models could not be built (shim 10)
 MIN_FIT = 5  # labelled samples a kernel needs for nn-Meter's 80/20 split and forest
@@ -114,6 +115,11 @@ SHIMS: tuple[Shim, ...] = (
          "a fused kernel whose first op has no kernel size but whose name holds 'conv' (add-conv, relu-conv, "
          "after a pair rule such as add_conv was detected) raises KeyError 'ks' in the feature extractor and "
          "aborts the whole prediction: that kernel is dropped (0 ms) and listed"),
+    Shim(12, "shapeless-node-keeps-type", "predict",
+         "the ONNX converter gives a node whose first input or output has no shape in the file (an Identity "
+         "of an initializer, as today's torch exporter writes shared weights; an op on a 1-D shape tensor) no "
+         "attributes at all, and the kernel detector then aborts the whole prediction with KeyError 'type': "
+         "such a node keeps its op type and attributes with empty shapes"),
 )  # fmt: skip
 
 
@@ -257,7 +263,8 @@ class KernelAccount:
 
 
 def apply_predict_shims(account: KernelAccount) -> list[str]:
-    """Shims 5, 6, 7: wrap the feature extractor nn-Meter's ``nn_predict`` calls."""
+    """Shims 5, 6, 7, 11: wrap the feature extractor nn-Meter's ``nn_predict`` calls; 12: the ONNX converter's
+    attributes of shapeless nodes."""
     from nn_meter.predictor.prediction import predict_by_kernel
     from nn_meter.predictor.prediction.extract_feature import get_predict_features
 
@@ -285,7 +292,17 @@ def apply_predict_shims(account: KernelAccount) -> list[str]:
         return out
 
     predict_by_kernel.get_predict_features = features_fixed
-    return ["concat-features", "gap-input-size", "count-dropped", "drop-unextractable-kernel"]
+    from nn_meter.ir_converter.onnx_converter.converter import OnnxConverter
+
+    fetch_attrs = OnnxConverter.fetch_attrs
+
+    def fetch_attrs_typed(self: Any, node: Any) -> dict[str, Any]:  # shim 12
+        attrs = fetch_attrs(self, node)
+        return attrs or {"type": node.op_type, "attr": {}, "input_shape": [], "output_shape": []}
+
+    OnnxConverter.fetch_attrs = fetch_attrs_typed
+    return ["concat-features", "gap-input-size", "count-dropped", "drop-unextractable-kernel",
+            "shapeless-node-keeps-type"]
 
 
 # -- build ----------------------------------------------------------------------------------------------
@@ -393,25 +410,36 @@ class Builder:
             cost[k] = (time.monotonic() - t1) / max(count[k], 1)
             info[k]["pilot"] = count[k]
             log(f"pilot {k}: {count[k]} samples, {cost[k]:.2f} s/sample")
-        # 2. prior: the same share s of every kernel's default INIT_SAMPLE_NUM
+        # 2. prior: the same share s of every kernel's default INIT_SAMPLE_NUM, in up to PRIOR_PASSES passes: a
+        # pilot's cost per sample is the mean of a few draws (one huge convolution can dominate it), so after each
+        # pass every kernel's cost is its measured time per sample so far, and the next pass buys more with what
+        # is left of the prior phase's time
         active = [k for k in names if k in data and count[k] > 0]
         for k in names:
             if k in data and count[k] == 0:
                 skipped[k] = "no pilot sample could be measured"
-        demand = sum(config[k]["INIT_SAMPLE_NUM"] * cost[k] for k in active)
-        share = min(1.0, PRIOR_SHARE * max(self.left(), 0.0) / demand) if demand > 0 else 0.0
-        log(f"prior: {share:.4f} of nn-Meter's default sample counts fit the budget")
-        for k in active:
-            target = max(PILOT, round(share * config[k]["INIT_SAMPLE_NUM"]))
-            extra = target - count[k]
-            if extra <= 0 or self.left() < cost[k]:
-                continue
-            kdeadline = time.monotonic() + 1.25 * extra * cost[k]
-            new, n = self.sample(k, extra, "prior", "prior", deadline=kdeadline)
-            data[k] = merge_info(new_info=new, prev_info=data[k])
-            count[k] += n
-            info[k]["prior"] = n
-            log(f"prior {k}: +{n} samples ({count[k]} in all)")
+        spent = {k: cost[k] * count[k] for k in active}
+        budget, t_prior, share = PRIOR_SHARE * max(self.left(), 0.0), time.monotonic(), 0.0
+        for _ in range(PRIOR_PASSES):
+            allowance = budget - (time.monotonic() - t_prior)
+            demand = sum(config[k]["INIT_SAMPLE_NUM"] * cost[k] for k in active)
+            if demand <= 0 or allowance < 1.0 or share >= 1.0:
+                break
+            share = min(1.0, share + allowance / demand)
+            log(f"prior: {share:.4f} of nn-Meter's default sample counts fit the budget")
+            for k in active:
+                target = max(PILOT, round(share * config[k]["INIT_SAMPLE_NUM"]))
+                extra = target - count[k]
+                if extra <= 0 or self.left() < cost[k]:
+                    continue
+                t1 = time.monotonic()
+                new, n = self.sample(k, extra, "prior", "prior", deadline=t1 + 1.25 * extra * cost[k])
+                data[k] = merge_info(new_info=new, prev_info=data[k])
+                count[k] += n
+                info[k]["prior"] += n
+                spent[k] += time.monotonic() - t1
+                cost[k] = spent[k] / count[k]
+                log(f"prior {k}: +{n} samples ({count[k]} in all, {cost[k]:.3f} s/sample)")
         # 3. fit, then fine-grained iterations (iteration-major, so that every kernel gets some)
         predictors: dict[str, Any] = {}
         errors: dict[str, list[Any]] = {}
