@@ -402,7 +402,7 @@ def _fit_measured(terms: _Terms, measured: np.ndarray, hw: HardwareModel, ridge:
     for slope in slopes:
         factor = (traffic / ref) ** slope
         fit = _fit_at(terms, measured, hw, factor, ridge)
-        kernel = np.array([sum(t * fit.scales.get(k, fit.default) for k, t in per.items()) for per in terms.kernel])
+        kernel = _predict(terms, fit.scales, fit.default, Overhead())
         pred = kernel * factor + _node_ms(fit.overhead) * terms.nodes + fit.overhead.per_run_ms
         sse = float(np.sum(((pred - measured) / measured) ** 2))
         if best is None or sse < best[0]:
