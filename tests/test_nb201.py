@@ -265,3 +265,13 @@ def test_nb201_scheme_in_load_model_and_model_to_onnx() -> None:
     assert proto.SerializeToString() == nb201.onnx_from_arch(MIXED, batch=2).SerializeToString()
     with pytest.raises(ModelFileError, match="conv_5x5"):
         load_model("nb201:|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+
+
+def test_an_onnx_form_over_protobufs_limit_is_one_clear_error_not_an_encode_error(monkeypatch) -> None:
+    """torchvision's ViT-H/14 is 2.5 GB: ``annette evaluate --zoo torchvision`` died with protobuf's EncodeError."""
+    import annette.importers as importers
+
+    proto = importers.model_to_onnx(f"nb201:{MIXED}")
+    monkeypatch.setattr(importers, "PROTO_LIMIT_BYTES", proto.ByteSize() - 1)  # this cell stands in for a 2 GiB one
+    with pytest.raises(ModelFileError, match=r"over protobuf's 2 GiB limit"):
+        importers.model_to_onnx(f"nb201:{MIXED}")

@@ -48,6 +48,7 @@ from annette.layers.features import (
     Features,
     executed_type,
     inserted_row_key,
+    layer_key,
     row_key,
 )
 from annette.layers.layertype import LayerType
@@ -442,8 +443,10 @@ def _distinct_rows(plan: Plan, distinct: DistinctRows) -> list[int]:
     for item in plan.items:
         if isinstance(item, Inserted):
             key = inserted_row_key(item.op_type, item.tensor)
-        else:  # plain or fused
-            key = row_key(item.members, item.bypassed)
+        elif len(members := item.members) == 1:  # plain (the common case: its key without row_key's call)
+            key = layer_key(members[0])
+        else:  # fused
+            key = row_key(members, item.bypassed)
         u = get(key)
         out.append(add(key, item.build()) if u is None else u)
     return out

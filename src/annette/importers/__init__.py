@@ -202,7 +202,8 @@ def model_to_onnx(spec: str | Path, *, batch: int | None = None) -> Any:
     if scheme is not None:
         if scheme[0] not in ONNX_SCHEMES:
             raise ModelFileError(f"model spec {spec!r}: scheme {scheme[0]!r} has no ONNX form")
-        return _resolve(ONNX_SCHEMES.get(scheme[0]))(scheme[1], batch=1 if batch is None else batch)
+        model = _resolve(ONNX_SCHEMES.get(scheme[0]))(scheme[1], batch=1 if batch is None else batch)
+        return _within_proto_limit(spec, model)
     path = Path(spec)
     if path.suffix.lower() != ".onnx":
         raise ModelFileError(
@@ -212,6 +213,21 @@ def model_to_onnx(spec: str | Path, *, batch: int | None = None) -> Any:
 
     model = load_onnx(path)
     return model if batch is None else with_batch(model, batch)
+
+
+# protobuf serializes one message of at most 2 GiB: a bigger ONNX form cannot be handed to a runtime in memory
+PROTO_LIMIT_BYTES = 2**31 - 1
+
+
+def _within_proto_limit(spec: str | Path, model: Any) -> Any:
+    """``model``, or a one-line error where it is too big to serialize (e.g. torchvision's ViT-H/14: 2.5 GB)."""
+    size = model.ByteSize()
+    if size > PROTO_LIMIT_BYTES:
+        raise ModelFileError(
+            f"model spec {spec!r}: its ONNX form is {size / 2**30:.2f} GiB, over protobuf's 2 GiB limit for one "
+            "serialized model; annette measures models below it (estimating it works: annette estimate)"
+        )
+    return model
 
 
 __all__ = ["GRAPH_SCHEMES", "ONNX_SCHEMES", "SPEC_HELP", "as_graph", "load_model", "model_to_onnx", "split_scheme"]

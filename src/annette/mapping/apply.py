@@ -149,6 +149,7 @@ class Mapper:
         fusions = self._fusions
         taken: set[str] = set(removed)
         kept: list[Kept] = []
+        new = tuple.__new__  # Kept(...) through NamedTuple's generated __new__ costs 3x as much, per layer
         primary_op: dict[str, str] = {}  # fused members after the first -> the op of the first
         for layer in graph.layers:
             if layer.name in taken:
@@ -156,10 +157,10 @@ class Mapper:
             by_second = fusions.get(layer.op)
             fused = self._fuse(flow, layer, by_second, taken) if by_second else None
             if fused is None:
-                kept.append(Kept((layer,)))
+                kept.append(new(Kept, ((layer,), ())))
             else:
                 rule_id, chain = fused
-                kept.append(Kept(chain, flow.bypassed(chain)))
+                kept.append(new(Kept, (chain, flow.bypassed(chain))))
                 hits[rule_id] += 1
                 taken.update([m.name for m in chain])
                 primary_op.update([(m.name, layer.op) for m in chain[1:]])
@@ -241,7 +242,8 @@ class Mapper:
             return list(kept)
         out: list[Item] = []
         for item in kept:
-            primary = item.members[0]
+            members = item.members
+            primary = members[0]
             rules = by_anchor.get(primary.op)
             holding = self._holding_rules(primary, rules) if rules else ()
             if not holding:
@@ -253,7 +255,7 @@ class Mapper:
             placed: set[tuple[str, str]] = set()  # one insertion of a type per side (rules per neighbour op)
             for r, neighbours, position, rule_id in holding:
                 if position not in keys:
-                    keys[position] = neighbour_ops(flow, primary_op.get, item.members, position)
+                    keys[position] = neighbour_ops(flow, primary_op.get, members, position)
                 if (r.op_type, position) not in placed and not neighbours.isdisjoint(keys[position]):
                     placed.add((r.op_type, position))
                     hits[rule_id] += 1
@@ -285,12 +287,14 @@ def convert_layouts(
     graph = flow.graph
     holder: dict[str, int] = {}  # graph layer -> index of its kept item
     last: dict[int, int] = {}  # kept item -> topological index of its last member
+    members_of: dict[int, tuple[Layer, ...]] = {}  # kept item -> its members
     order = {layer.name: k for k, layer in enumerate(graph.layers)}
     for i, item in enumerate(items):
         if isinstance(item, Kept):
-            for m in item.members:
+            members_of[i] = members = item.members
+            for m in members:
                 holder[m.name] = i
-            last[i] = order[item.members[-1].name]
+            last[i] = order[members[-1].name]
     graph_inputs = {t.name for t in graph.inputs}
     producer, removed = graph.producer, flow.removed
 
@@ -304,7 +308,7 @@ def convert_layouts(
     # an item's external inputs are all produced before its last member: visit items in that order
     layout_ops = layouts.ops
     for i in sorted(last, key=last.__getitem__):
-        members = cast(Kept, items[i]).members
+        members = members_of[i]
         n_inputs = 0  # external activation inputs
         blocked_sources: list[int] = []  # the items producing the blocked ones
         for m in members:
