@@ -45,10 +45,10 @@ from annette.bench.campaign import CampaignProgress, CampaignResult, measure_con
 from annette.bench.context_blocks import chain_plan
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, make_config, refine
-from annette.errors import AnnetteError, BenchStoreError
-from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor
+from annette.errors import AnnetteError, BenchStoreError, InvalidOptionError, UnknownNameError
+from annette.evaluate.metrics import compute_metrics, noise_floor
 from annette.hardware import HardwareModel
-from annette.quality import ValidationRecord
+from annette.quality import Accuracy, ValidationRecord
 from annette.records import BenchRecord
 
 if TYPE_CHECKING:
@@ -94,35 +94,12 @@ class StageResult:
 
 
 @dataclass(frozen=True)
-class Validation:
-    """End-to-end accuracy on generated networks no stage measured (``metrics``: estimate against the minimum of
-    the rounds), with the noise floor beside it (``noise``: round 1 against round 2)."""
-
-    kind: str
-    metrics: Metrics
-    noise: Metrics
-    networks: tuple[Mapping[str, Any], ...] = ()
-
-    @property
-    def n(self) -> int:
-        return self.metrics.n
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "metrics": self.metrics.to_dict(), "noise_floor": self.noise.to_dict(),
-                "networks": [dict(n) for n in self.networks]}
-
-    def record(self) -> ValidationRecord:
-        """As the bundle's quality records it."""
-        return ValidationRecord.from_dict(self.to_dict())
-
-
-@dataclass(frozen=True)
 class BuildResult:
     bundle: str
     store: str
     stages: tuple[StageResult, ...]
     elapsed_s: float
-    validation: Validation | None
+    validation: ValidationRecord | None
     fit: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,7 +117,7 @@ def stage_plan(stage: str, target_key: str, *, seed: int, size: int, max_cost: f
     """``size`` seeded draws from the families of ``stage``, in proportion to their weights (duplicates dropped)."""
     names = stage_families(stage)
     if not names:
-        raise AnnetteError(f"no benchmark family belongs to build stage {stage!r}")
+        raise UnknownNameError(f"no benchmark family belongs to build stage {stage!r}")
     p = np.array([FAMILIES.get(n).weight for n in names], dtype=float)
     rng = np.random.default_rng([seed, int(hashlib.sha256(stage.encode()).hexdigest()[:8], 16)])
     out: dict[str, BenchConfig] = {}
@@ -174,9 +151,9 @@ def run_build(
     from annette.backends import get_backend
 
     if not budget_min > 0 or not math.isfinite(budget_min):
-        raise AnnetteError(f"the build budget must be a positive number of minutes, got {budget_min}")
+        raise InvalidOptionError(f"the build budget must be a positive number of minutes, got {budget_min}")
     if threads < 1:
-        raise AnnetteError(f"threads must be >= 1, got {threads}")
+        raise InvalidOptionError(f"threads must be >= 1, got {threads}")
     out = Path(out)
     options = {"threads": threads, **dict(backend_options or {})}
     with BenchStore(out) as store:
@@ -321,7 +298,7 @@ def run_build(
         "machine": target.to_dict(),
     }
     hw = replace(hw, provenance={**hw.provenance, "build": build_info},
-                 quality=replace(hw.quality, validation=validation.record()))
+                 quality=replace(hw.quality, validation=validation))
     path = hw.save(Path(bundle) if bundle is not None else out / BUNDLE_FILE)
     return BuildResult(str(path), str(out), tuple(stages), total, validation, report_.to_dict())
 
@@ -474,9 +451,9 @@ def validate(
     n: int = 24,
     kind: str = "mixed",
     rounds: int = 2,
-) -> Validation:
+) -> ValidationRecord:
     """Measure :func:`validation_networks` end to end in ``rounds`` interleaved rounds (label: the minimum), estimate
-    them with ``hw``, and score (see :class:`Validation`)."""
+    them with ``hw``, and score them against the minimum, with the noise floor (round 1 against the last) beside."""
     from annette.estimate import estimate_many
 
     kind = kind if kind in hw.kinds else hw.kinds[-1]
@@ -489,4 +466,5 @@ def validate(
     rows = tuple({"network": k, "measured_ms": float(mm), "estimated_ms": float(ee), "rounds_ms": times[k]}
                  for k, mm, ee in zip(names, m, e, strict=True))
     noise = noise_floor([times[k][0] for k in names], [times[k][-1] for k in names])
-    return Validation(kind, compute_metrics(m, e), noise, rows)
+    return ValidationRecord(kind, Accuracy.from_dict(compute_metrics(m, e).to_dict(), "validation.metrics"),
+                            Accuracy.from_dict(noise.to_dict(), "validation.noise_floor"), rows)

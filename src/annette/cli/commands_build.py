@@ -89,7 +89,7 @@ def build(
     console.print(table)
     v = result.validation
     if v is not None:
-        m, nf = v.metrics, v.noise
+        m, nf = v.metrics, v.noise_floor
         console.print(
             f"validation ({v.kind}, {m.n} generated networks no stage measured): MAPE {m.mape_pct:.1f} %, "
             f"{m.within10_pct:.0f} % within ±10 %, Spearman {m.spearman:.3f}; noise floor (round 1 vs 2): MAPE "

@@ -21,6 +21,7 @@ from annette.fit.samples import TrainingSet
 from annette.hardware import KIND_FALLBACKS
 from annette.layers import LAYER_MODELS, LayerModel
 from annette.layers.features import GENERIC_TYPE, Features
+from annette.layers.layertype import LayerType
 
 MIN_SAMPLES: dict[str, int] = {"roofline": 8, "refined": 12, "statistical": 30, "mixed": 30}
 
@@ -98,7 +99,7 @@ def select(data: TrainingSet, kinds: Sequence[str], say: Progress) -> Selection:
     fitted = {t: fit_type(data, t, idx, ("roofline",) if t == GENERIC_TYPE else kinds, say)
               for t, idx in sorted(groups.items())}
     selection = Selection(fitted, {t: GENERIC_TYPE for t in sorted(sparse)})
-    primary = np.array([str(t).split("+", 1)[0] for t in data.types], dtype=object)
+    primary = np.array([LayerType.parse(str(t)).primary for t in data.types], dtype=object)
     for p in sorted(set(primary[data.valid].tolist())):
         selection = pool_primary(data, selection, p, data.rows(primary == p), kinds, say)
     return selection
