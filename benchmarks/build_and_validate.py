@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default="runs/build-and-validate")
     parser.add_argument("--skip-build", action="store_true", help="evaluate OUT/build/hardware.json as it is")
+    parser.add_argument("--name", help="the bundle's name (annette build --name), e.g. to ship it")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,7 @@ def main() -> None:
     if not args.skip_build:
         annette = str(Path(sys.executable).with_name("annette"))
         cmd = [annette, "build", "--backend", args.backend, "--threads", "1", "--out", str(out / "build"),
-               "--budget-min", f"{args.budget_min:g}", "--json"]
+               "--budget-min", f"{args.budget_min:g}", "--json", *(["--name", args.name] if args.name else [])]
         t0 = time.perf_counter()
         with open(out / "build.log", "w") as log:
             res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, check=False)

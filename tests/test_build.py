@@ -254,3 +254,36 @@ def test_build_end_to_end_on_the_simulated_backend(tmp_path) -> None:  # type: i
     assert hw.provenance["build"]["command"].startswith("annette build --backend simulated")
     with pytest.raises(Exception, match="--resume"):
         run_build(out, backend=SIM, budget_min=0.2)
+
+
+def test_hw_check_measures_the_validation_networks_again_and_finds_a_slower_machine(sim_records: list[BenchRecord], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from annette.build import validate
+    from annette.drift import check_bundle
+    from annette.errors import HardwareModelError
+
+    base, _ = fit_records(sim_records, kinds=("roofline", "statistical"), holdout=0.0)
+    with pytest.raises(HardwareModelError, match="no build validation"):
+        check_bundle(base)
+    record = validate(base, backend=SIM, backend_options={}, n=6, kind="statistical")
+    assert record.drawn == 6 and record.measured_at and record.n >= 4
+    hw = replace(base, quality=replace(base.quality, validation=record))
+    hw = HardwareModel.from_dict(json.loads(json.dumps(hw.to_dict())))  # drawn and measured_at survive JSON
+    assert hw.quality.validation == record
+    same = check_bundle(hw)
+    assert same.n == record.n and same.ratio == pytest.approx(1.0, abs=0.05) and same.same_speed
+    assert same.now.mape_pct == pytest.approx(record.metrics.mape_pct, abs=2.0)
+    assert "holds on this machine" in same.verdict()
+    slow = check_bundle(hw, backend_options={"scale": 1.6})  # the same CPU, 1.6x slower
+    assert slow.ratio == pytest.approx(1.6, rel=0.05) and not slow.same_speed
+    assert slow.ratio_q1 <= slow.ratio <= slow.ratio_q3
+    assert slow.now.mean_signed_pct < -25  # estimates read low by about 1 - 1 / 1.6
+    assert "runs slower" in slow.verdict() and "annette calibrate" in slow.verdict()
+    path = tmp_path / "hw.json"
+    hw.save(path)
+    res = CliRunner().invoke(app, ["hw", "check", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["holds"] and doc["same_speed"] and doc["n"] == record.n and len(doc["networks"]) == record.n
+    base.save(tmp_path / "base.json")
+    res = CliRunner().invoke(app, ["hw", "check", str(tmp_path / "base.json")])
+    assert res.exit_code != 0 and "no build validation" in res.output and "Traceback" not in res.output

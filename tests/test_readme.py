@@ -58,6 +58,7 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("annette hw "),
+    Rule("annette hw check ", (("--rounds", "1"),), why="measures 24 networks twice (a minute): once instead"),
     Rule("annette info "),
     Rule("annette estimate "),
     Rule("annette export "),

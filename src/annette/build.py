@@ -35,6 +35,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,7 @@ CONTEXT_MAX_COST = 1.5e9  # blocks in context are whole network stages: a larger
 REFINE_HOLDOUT = 5  # one record in REFINE_HOLDOUT is scored in a refine round
 REFINE_PER_ROUND = 400
 VALIDATION_SEED = 90_210  # no stage draws with it
+VALIDATE_N = 24  # validation networks drawn by default
 NETWORKS_SEED = 31_337  # the network stage's networks: neither another stage's nor the validation's
 NETWORKS_N = 30
 BUNDLE_FILE = "hardware.json"
@@ -140,7 +142,7 @@ def run_build(
     bundle: str | Path | None = None,
     name: str | None = None,
     timeout_s: float = 120.0,
-    validate_n: int = 24,
+    validate_n: int = VALIDATE_N,
     progress: Callable[[BuildProgress], None] | None = None,
     cluster: ClusterSpec | None = None,
     networks_n: int = NETWORKS_N,
@@ -448,7 +450,7 @@ def validate(
     *,
     backend: str,
     backend_options: Mapping[str, Any],
-    n: int = 24,
+    n: int = VALIDATE_N,
     kind: str = "mixed",
     rounds: int = 2,
 ) -> ValidationRecord:
@@ -457,6 +459,7 @@ def validate(
     from annette.estimate import estimate_many
 
     kind = kind if kind in hw.kinds else hw.kinds[-1]
+    measured_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     graphs, times = measure_networks(validation_networks(n), backend=backend, backend_options=backend_options,
                                      rounds=rounds)
     names = list(graphs)
@@ -467,4 +470,5 @@ def validate(
                  for k, mm, ee in zip(names, m, e, strict=True))
     noise = noise_floor([times[k][0] for k in names], [times[k][-1] for k in names])
     return ValidationRecord(kind, Accuracy.from_dict(compute_metrics(m, e).to_dict(), "validation.metrics"),
-                            Accuracy.from_dict(noise.to_dict(), "validation.noise_floor"), rows)
+                            Accuracy.from_dict(noise.to_dict(), "validation.noise_floor"), rows, drawn=n,
+                            measured_at=measured_at)

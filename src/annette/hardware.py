@@ -441,8 +441,8 @@ def target_mismatch(target: Target) -> str | None:
               and target_mismatch_fields(t, here_target) < target_mismatch_fields(target, here_target)]
     hint = f"; shipped {', '.join(closer)} {'was' if len(closer) == 1 else 'were'} fitted on a closer one" if closer else ""
     return ("fitted for another target than this machine: " + "; ".join(diffs)
-            + f". Its estimates are for that target{hint}; `annette calibrate --hw BUNDLE -o NEW.json` adapts a "
-            "bundle to this machine in a few minutes")
+            + f". Its estimates are for that target{hint}; `annette hw check BUNDLE` measures how far off it is here "
+            "(a minute), `annette calibrate --hw BUNDLE -o NEW.json` adapts it to this machine in a few minutes")
 
 
 def target_mismatch_fields(a: Target, b: Target) -> int:

@@ -251,12 +251,16 @@ class MeasuredStudy:
 class ValidationRecord:
     """``annette build``'s validation: generated networks no stage measured, estimated with ``kind``, against the
     minimum of their rounds (``metrics``), and round 1 against round 2 (``noise_floor``); per network, as
-    written (network, measured_ms, estimated_ms, rounds_ms)."""
+    written (network, measured_ms, estimated_ms, rounds_ms); ``drawn``: how many networks were drawn (their seed
+    regenerates them: ``annette hw check``), ``measured_at``: when (both None in bundles built before they were
+    recorded)."""
 
     kind: str
     metrics: Accuracy
     noise_floor: Accuracy
     networks: tuple[Mapping[str, Any], ...] = ()
+    drawn: int | None = None
+    measured_at: str | None = None
 
     @property
     def n(self) -> int:
@@ -264,7 +268,9 @@ class ValidationRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "metrics": self.metrics.to_dict(), "noise_floor": self.noise_floor.to_dict(),
-                "networks": [dict(n) for n in self.networks]}
+                "networks": [dict(n) for n in self.networks],
+                **({"drawn": self.drawn} if self.drawn is not None else {}),
+                **({"measured_at": self.measured_at} if self.measured_at is not None else {})}
 
     @staticmethod
     def from_dict(d: Mapping[str, Any], where: str = "validation") -> ValidationRecord:
@@ -275,6 +281,9 @@ class ValidationRecord:
             noise_floor=Accuracy.from_dict(d.get("noise_floor"), f"{where}.noise_floor"),
             networks=tuple(dict(checks.obj(n, f"{where}.networks[]"))
                            for n in checks.seq(d.get("networks", []), f"{where}.networks")),
+            drawn=None if d.get("drawn") is None else checks.integer(d.get("drawn"), f"{where}.drawn", low=1),
+            measured_at=None if d.get("measured_at") is None else checks.text(d.get("measured_at"),
+                                                                              f"{where}.measured_at"),
         )
 
 

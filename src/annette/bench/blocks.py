@@ -283,20 +283,27 @@ def _register(name: str, kind: str, build: Any, sample: Any, cost: Any) -> None:
 
 
 # conv: regular, grouped, depthwise, dilated, strided, 1x1..7x7
+GROUP_WIDTHS = (4, 8, 12, 16, 24, 32, 48, 64, 128)  # channels per group of the grouped variant
+
+
 def _conv_sample(rng: np.random.Generator) -> Params:
     hw = _logu(rng, 7, 224)
     k = int(rng.choice([1, 3, 5, 7], p=[0.35, 0.45, 0.1, 0.1]))
     stride = int(rng.choice([1, 2], p=[0.75, 0.25]))
     dilation = 2 if k == 3 and rng.random() < 0.1 else 1
-    variant = rng.choice(["regular", "depthwise", "grouped"], p=[0.75, 0.18, 0.07])
+    variant = rng.choice(["regular", "depthwise", "grouped"], p=[0.70, 0.18, 0.12])
     if variant == "depthwise":
         cin = cout = groups = _logu(rng, 8, 1024)
+    elif variant == "grouped":
+        # as networks group: a group width of 4-128 channels (RegNet 8-112, ResNeXt 4-32 per group), 2-64 groups,
+        # mostly as many outputs as inputs; kernels take whole groups or split them, so the width is the feature
+        width = int(rng.choice(GROUP_WIDTHS))
+        groups = min(_logu(rng, 2, 64), max(2, 2048 // width))
+        cin = width * groups
+        cout = cin * int(rng.choice([1, 2], p=[0.8, 0.2]))
     else:
         cin, cout = _logu(rng, 3, 1024), _logu(rng, 8, 1024)
         groups = 1
-        if variant == "grouped":
-            groups = int(rng.choice([2, 4, 8, 32]))
-            cin, cout = max(groups, cin // groups * groups), max(groups, cout // groups * groups)
     return {"n": 1, "cin": cin, "h": hw, "w": hw, "cout": cout, "k": k, "stride": stride,
             "pad": dilation * (k - 1) // 2, "dilation": dilation, "groups": groups}
 

@@ -359,8 +359,37 @@ def hw_show(
 
 
 
+@handle_errors
+def hw_check(
+    name: str = typer.Argument(..., help="A shipped name (annette hw list) or a hardware-model JSON file."),
+    rounds: int = typer.Option(2, "--rounds", "-r", help="Interleaved measurement rounds (label: the minimum)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Check that a bundle holds on this machine (about a minute; changes nothing): measure its build-validation
+    networks again and compare their times with those its build recorded (the speed ratio) and with its
+    estimates. A machine of the same CPU model can run at another speed (another host, other tenants)."""
+    from annette.drift import check_bundle
+    from annette.hardware import HardwareModel
+
+    hw = HardwareModel.load(name)
+    message = f"measuring {hw.name}'s validation networks on this machine ({rounds} rounds)"
+    if err_console.is_terminal:
+        with err_console.status(escape(message)):
+            result = check_bundle(hw, rounds=rounds)
+    else:
+        err_console.print(message, highlight=False, markup=False)
+        result = check_bundle(hw, rounds=rounds)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    if result.mismatch:
+        err_console.print(escape(f"warning: {hw.name} was {result.mismatch}"), highlight=False)
+    console.print(escape(result.verdict()), highlight=False)
+
+
 hw_app.command("list")(hw_list)
 hw_app.command("show")(hw_show)
+hw_app.command("check")(hw_check)
 
 
 def register(app: typer.Typer) -> None:

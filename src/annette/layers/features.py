@@ -55,11 +55,15 @@ FEATURES: Mapping[str, tuple[str, str]] = {
     "out_c_align": ("count", "largest power of two (up to 64) dividing out_c"),
     "n_inputs": ("count", "activation inputs entering the executed layer"),
     "n_members": ("count", "graph layers the executed layer covers (0 for inserted nodes)"),
+    "group_width": ("count", "input channels per convolution group (in_c where not grouped)"),
+    "group_width_align": ("count", "largest power of two (up to 64) dividing group_width"),
 }
+# columns added after the first feature set (bundles fitted before them do not take them)
+LATER_FEATURES = frozenset({"in_c_align", "out_c_align", "group_width", "group_width_align"})
 ALL_FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)  # the columns :func:`extract` returns, in order
 # The columns of the first feature set: the default of hand-built models and bundles (converted ones keep it).
 # Bundles fitted by ``annette fit`` take all columns; every model selects its own by name.
-FEATURE_NAMES: tuple[str, ...] = tuple(n for n in FEATURES if not n.endswith("_align"))
+FEATURE_NAMES: tuple[str, ...] = tuple(n for n in FEATURES if n not in LATER_FEATURES)
 
 GENERIC_TYPE = "*"
 
@@ -221,11 +225,13 @@ def _row(ex: ExecutedLayer, element_bits: ElementBits | None = None) -> list[flo
     kh, kw = _kernel(primary, in_h, in_w)
     sh, sw = _pair(primary.attrs.get("strides"), 1)
     group = primary.attrs.get("group", 1)
+    group = group if isinstance(group, int) and group > 0 else 1
+    width = in_c // group if in_c >= group else in_c
     return [
         flops, macs, in_bytes, out_bytes, weight_bytes, total, flops / total if total else 0.0,
         x[0] if x else 1, in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, sh, sw,
-        group if isinstance(group, int) else 1, _align(in_c), _align(out_c), len(inputs),
-        0 if ex.inserted else len(ex.members),
+        group, _align(in_c), _align(out_c), len(inputs), 0 if ex.inserted else len(ex.members),
+        width, _align(width),
     ]
 
 
