@@ -325,7 +325,10 @@ _register("conv", "micro", _conv_build, _conv_sample, _conv_cost)
 
 
 def _gemm_sample(rng: np.random.Generator) -> Params:
-    return {"n": int(rng.choice([1, 1, 1, 8, 64])), "cin": _logu(rng, 16, 8192), "cout": _logu(rng, 8, 8192)}
+    # rows: a classifier head's batch, or a transformer's tokens (batch x sequence: GPT-2's linear layers export
+    # as Gemm on 128-1024 rows), which a tree model cannot extrapolate to from heads alone
+    n = int(rng.choice([1, 1, 8, 64])) if rng.random() < 0.6 else _logu(rng, 16, 2048)
+    return {"n": n, "cin": _logu(rng, 16, 8192), "cout": _logu(rng, 8, 8192)}
 
 
 _register(
