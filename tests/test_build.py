@@ -273,6 +273,10 @@ def test_hw_check_measures_the_validation_networks_again_and_finds_a_slower_mach
     assert same.n == record.n and same.ratio == pytest.approx(1.0, abs=0.05) and same.same_speed
     assert same.now.mape_pct == pytest.approx(record.metrics.mape_pct, abs=2.0)
     assert "holds on this machine" in same.verdict()
+    rows = [dict(r) for r in record.networks]
+    rows[0]["measured_ms"], rows[1]["measured_ms"] = "12 ms", float("nan")  # a corrupt record: those rows skipped
+    corrupt = replace(hw, quality=replace(hw.quality, validation=replace(record, networks=tuple(rows))))
+    assert check_bundle(corrupt, rounds=1).n == record.n - 2
     slow = check_bundle(hw, backend_options={"scale": 1.6})  # the same CPU, 1.6x slower
     assert slow.ratio == pytest.approx(1.6, rel=0.05) and not slow.same_speed
     assert slow.ratio_q1 <= slow.ratio <= slow.ratio_q3

@@ -2,8 +2,8 @@
 
 A CPU bundle is specific to its machine, and a machine is not constant: a virtual machine that reports one CPU
 model runs at another speed on another host or beside other tenants (this project's 2-vCPU Xeon ran a build's
-networks at 0.85x-1.33x of the build's times from one session to the next), and another CPU is another machine
-altogether. Nothing in an estimate can see that; a measurement can. The check measures again, end to end, the
+validation networks at 1.38x their build's times a day later, and at 0.94x-1.08x the same afternoon), and another
+CPU is another machine altogether. Nothing in an estimate can see that; a measurement can. The check measures again, end to end, the
 generated networks of the bundle's build validation (``quality.validation``: regenerated from their seed and
 matched by name, so nothing is shipped but the recorded times) and compares:
 
@@ -16,7 +16,7 @@ It takes about a minute and changes nothing; `annette calibrate` is what adapts 
 
 from __future__ import annotations
 
-import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +28,6 @@ from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor
 from annette.hardware import HardwareModel, target_mismatch
 from annette.quality import Accuracy
 
-log = logging.getLogger(__name__)
-
 SPEED_TOLERANCE = 0.05  # a median ratio within 5 % of 1 (or twice the noise floor, if larger) is the same speed
 
 
@@ -38,8 +36,8 @@ class DriftCheck:
     """``annette hw check``'s result: ``n`` validation networks measured again in ``rounds`` rounds (label: the
     minimum). ``ratio``: median over networks of (time now / time at the build), with its quartiles; ``now``: the
     bundle's estimates against the times now; ``then``: the same as the build recorded it; ``noise``: round 1
-    against the last, now (``then_noise_pct``: at the build); ``mismatch``: what differs between the bundle's target and this machine (None: nothing
-    it records)."""
+    against the last, now (``then_noise_pct``: at the build); ``mismatch``: what differs between the bundle's
+    target and this machine (None: nothing it records)."""
 
     bundle: str
     kind: str
@@ -93,6 +91,12 @@ class DriftCheck:
                 "verdict": self.verdict(), "networks": [dict(n) for n in self.networks]}
 
 
+def _positive(value: Any) -> float:
+    """A recorded time in ms, or 0.0 where it is not a positive finite number (a row the check then skips)."""
+    x = value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+    return float(x) if math.isfinite(x) and x > 0 else 0.0
+
+
 def check_bundle(hw: HardwareModel, *, rounds: int = 2, backend_options: Mapping[str, Any] | None = None
                  ) -> DriftCheck:
     """Measure ``hw``'s build-validation networks here again and compare (see the module docstring). Raises
@@ -107,7 +111,7 @@ def check_bundle(hw: HardwareModel, *, rounds: int = 2, backend_options: Mapping
     if v is None or not v.networks:
         raise HardwareModelError(f"{hw.name} records no build validation to check this machine against (bundles "
                                  "written by `annette build` do)")
-    recorded = {str(r.get("network")): float(r.get("measured_ms", 0.0)) for r in v.networks}
+    recorded = {str(r.get("network")): _positive(r.get("measured_ms")) for r in v.networks}
     nets = [(k, m) for k, m in validation_networks(v.drawn or VALIDATE_N) if recorded.get(k, 0.0) > 0.0]
     if not nets:
         raise HardwareModelError(f"none of {hw.name}'s {len(recorded)} validation networks can be generated again "
