@@ -47,7 +47,7 @@ from annette.bench.context_blocks import chain_plan
 from annette.bench.store import BenchStore
 from annette.bench.sweeps import BenchConfig, make_config, refine
 from annette.errors import AnnetteError, BenchStoreError, InvalidOptionError, UnknownNameError
-from annette.evaluate.metrics import compute_metrics, noise_floor
+from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor
 from annette.hardware import HardwareModel
 from annette.quality import Accuracy, ValidationRecord
 from annette.records import BenchRecord
@@ -445,6 +445,32 @@ def _group_factors(scales: Mapping[str, float]) -> dict[str, float]:
     return {group_of(t): f for t, f in scales.items()}
 
 
+@dataclass(frozen=True)
+class NetworkRun:
+    """Networks measured end to end (:func:`measure_networks`) and estimated: per network, in ``names`` order, the
+    minimum of its rounds and the estimate; the times of every round; the noise floor (round 1 against the last)."""
+
+    names: tuple[str, ...]
+    measured_ms: np.ndarray
+    estimated_ms: np.ndarray
+    rounds_ms: Mapping[str, list[float]]
+
+    @property
+    def noise(self) -> Metrics:
+        return noise_floor([self.rounds_ms[k][0] for k in self.names], [self.rounds_ms[k][-1] for k in self.names])
+
+
+def measure_and_estimate(nets: Sequence[tuple[str, Any]], hw: HardwareModel, *, kind: str, backend: str,
+                         backend_options: Mapping[str, Any], rounds: int) -> NetworkRun:
+    """Each (name, ONNX model) measured in ``rounds`` interleaved rounds and estimated with ``hw`` (``kind``)."""
+    from annette.estimate import estimate_many
+
+    graphs, times = measure_networks(nets, backend=backend, backend_options=backend_options, rounds=rounds)
+    names = tuple(graphs)
+    est = np.array([x.total_ms for x in estimate_many([graphs[k] for k in names], hw, kind=kind)])
+    return NetworkRun(names, np.array([min(times[k]) for k in names]), est, times)
+
+
 def validate(
     hw: HardwareModel,
     *,
@@ -456,19 +482,12 @@ def validate(
 ) -> ValidationRecord:
     """Measure :func:`validation_networks` end to end in ``rounds`` interleaved rounds (label: the minimum), estimate
     them with ``hw``, and score them against the minimum, with the noise floor (round 1 against the last) beside."""
-    from annette.estimate import estimate_many
-
     kind = kind if kind in hw.kinds else hw.kinds[-1]
     measured_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    graphs, times = measure_networks(validation_networks(n), backend=backend, backend_options=backend_options,
-                                     rounds=rounds)
-    names = list(graphs)
-    ests = estimate_many([graphs[k] for k in names], hw, kind=kind)
-    m = np.array([min(times[k]) for k in names])
-    e = np.array([x.total_ms for x in ests])
-    rows = tuple({"network": k, "measured_ms": float(mm), "estimated_ms": float(ee), "rounds_ms": times[k]}
-                 for k, mm, ee in zip(names, m, e, strict=True))
-    noise = noise_floor([times[k][0] for k in names], [times[k][-1] for k in names])
-    return ValidationRecord(kind, Accuracy.from_dict(compute_metrics(m, e).to_dict(), "validation.metrics"),
-                            Accuracy.from_dict(noise.to_dict(), "validation.noise_floor"), rows, drawn=n,
-                            measured_at=measured_at)
+    run = measure_and_estimate(validation_networks(n), hw, kind=kind, backend=backend,
+                               backend_options=backend_options, rounds=rounds)
+    rows = tuple({"network": k, "measured_ms": float(mm), "estimated_ms": float(ee), "rounds_ms": run.rounds_ms[k]}
+                 for k, mm, ee in zip(run.names, run.measured_ms, run.estimated_ms, strict=True))
+    return ValidationRecord(
+        kind, Accuracy.from_dict(compute_metrics(run.measured_ms, run.estimated_ms).to_dict(), "validation.metrics"),
+        Accuracy.from_dict(run.noise.to_dict(), "validation.noise_floor"), rows, drawn=n, measured_at=measured_at)

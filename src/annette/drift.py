@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from annette.errors import HardwareModelError, InvalidOptionError
-from annette.evaluate.metrics import Metrics, compute_metrics, noise_floor
+from annette.evaluate.metrics import Metrics, compute_metrics
 from annette.hardware import HardwareModel, target_mismatch
 from annette.quality import Accuracy
 
@@ -102,8 +102,7 @@ def check_bundle(hw: HardwareModel, *, rounds: int = 2, backend_options: Mapping
     """Measure ``hw``'s build-validation networks here again and compare (see the module docstring). Raises
     :class:`HardwareModelError` for a bundle without a build validation to compare with (only ``annette build``
     writes one) or none of whose networks this version can generate again."""
-    from annette.build import VALIDATE_N, measure_networks, validation_networks
-    from annette.estimate import estimate_many
+    from annette.build import VALIDATE_N, measure_and_estimate, validation_networks
 
     if rounds < 1:
         raise InvalidOptionError(f"rounds must be >= 1, got {rounds}")
@@ -117,18 +116,16 @@ def check_bundle(hw: HardwareModel, *, rounds: int = 2, backend_options: Mapping
         raise HardwareModelError(f"none of {hw.name}'s {len(recorded)} validation networks can be generated again "
                                  "by this annette version: nothing to compare with")
     options = {"threads": hw.target.threads, **dict(backend_options or {})}
-    graphs, times = measure_networks(nets, backend=hw.target.backend, backend_options=options, rounds=rounds)
-    names = list(graphs)
-    if not names:
-        raise HardwareModelError(f"none of {hw.name}'s validation networks could be measured here")
     kind = v.kind if v.kind in hw.kinds else hw.kinds[-1]
-    est = np.array([e.total_ms for e in estimate_many([graphs[k] for k in names], hw, kind=kind)])
-    now = np.array([min(times[k]) for k in names])
-    ratios = now / np.array([recorded[k] for k in names])
+    run = measure_and_estimate(nets, hw, kind=kind, backend=hw.target.backend, backend_options=options, rounds=rounds)
+    if not run.names:
+        raise HardwareModelError(f"none of {hw.name}'s validation networks could be measured here")
+    ratios = run.measured_ms / np.array([recorded[k] for k in run.names])
     q1, med, q3 = (float(x) for x in np.percentile(ratios, [25, 50, 75]))
     rows = tuple({"network": k, "measured_ms": float(m), "built_ms": recorded[k], "estimated_ms": float(e),
-                  "rounds_ms": times[k]} for k, m, e in zip(names, now, est, strict=True))
-    return DriftCheck(hw.name, kind, len(names), rounds, med, q1, q3, compute_metrics(now, est), v.metrics,
-                      noise_floor([times[k][0] for k in names], [times[k][-1] for k in names]),
+                  "rounds_ms": run.rounds_ms[k]}
+                 for k, m, e in zip(run.names, run.measured_ms, run.estimated_ms, strict=True))
+    return DriftCheck(hw.name, kind, len(run.names), rounds, med, q1, q3,
+                      compute_metrics(run.measured_ms, run.estimated_ms), v.metrics, run.noise,
                       v.measured_at or str(hw.provenance.get("fitted_at") or "") or None,
                       target_mismatch(hw.target), rows, v.noise_floor.mape_pct or 0.0)
