@@ -238,3 +238,27 @@ def test_inner_occurrences_decide_a_fusion() -> None:
         records.append(replace(hwsynth.record(graph, "multi", "residual", np.random.default_rng(i)), profile=nodes))
     rule = next(f for f in learn_rules(records).fusions if f.pattern == ("Conv", "Add"))
     assert not rule.conditional and rule.evidence.n_instances == 12 and rule.evidence.agreement == 1.0
+
+
+def test_fusion_learns_a_conv_with_its_swish() -> None:
+    # OpenVINO runs Conv→x·σ(x) (the Conv's output read by both the Sigmoid and the Mul) as one node: the chain
+    # walks through the fork and rejoins it at the Mul; a Conv whose output also feeds a layer outside never fuses.
+    records = []
+    for i, c in enumerate((8, 16, 24, 32)):
+        b = hwsynth.Builder(f"s{i}", (1, c, 8, 8))
+        x = b.conv(b.input, c)
+        y = b._add("Mul", [x, b._add("Sigmoid", [x], x.shape)], x.shape)
+        graph = b.graph(b.relu(y))
+        names = [layer.name for layer in graph.layers]
+        nodes = (NodeProfile(names[0], "Conv", 0.01, tuple(names[:3])), NodeProfile(names[3], "Relu", 0.01, (names[3],)))
+        records.append(replace(hwsynth.record(graph, "multi", "swish", np.random.default_rng(i)), profile=nodes))
+    rule = next(f for f in learn_rules(records).fusions if f.pattern == ("Conv", "Sigmoid", "Mul"))
+    assert rule.evidence.n_instances == 4 and rule.evidence.agreement == 1.0
+    rules = MappingRules(fusions=(rule,))
+    assert [e.ops for e in apply(records[0].graph, rules).executed] == [("Conv", "Sigmoid", "Mul"), ("Relu",)]
+    b = hwsynth.Builder("leaky", (1, 8, 8, 8))
+    x = b.conv(b.input, 8)
+    y = b._add("Mul", [x, b._add("Sigmoid", [x], x.shape)], x.shape)
+    graph = b.graph(b.add(y, b.relu(x)))  # the Conv's output has a third reader
+    assert [e.ops for e in apply(graph, rules).executed][0] == ("Conv",)
+    assert Flow(graph).chain(graph.layers[0], ("Conv", "Sigmoid")) is None  # the branch never rejoins

@@ -176,24 +176,31 @@ class Mapper:
     ) -> tuple[str, tuple[Layer, ...]] | None:
         """The first fusion (in rule order) whose chain starts at ``layer``: its rule id and chain.
 
-        Walks the linear chain ``layer → ...`` once (each member but the last feeding exactly one kept layer
-        and no graph output, as :meth:`Flow.chain`) and matches every candidate pattern against it.
+        Walks the chain ``layer → ...`` once (each member but the last feeding exactly one kept layer and no graph
+        output, or a side branch that rejoins it, as :meth:`Flow.chain`) and matches every candidate pattern.
         """
-        second = flow.single_consumer(layer)
+        second, join = flow.link(layer)
         candidates = by_second.get(second.op) if second is not None else None
         if not candidates or second is None:
             return None
         walk: list[Layer] = [layer, second]
+        waiting = set() if join is None else {join.name}  # side branches (Flow.link) the walk has not rejoined
+        closed = [True, not waiting]  # per walk length - 1: whether a chain ending there leaves no branch open
         longest = len(candidates[0][0])  # candidates are longest first
         while len(walk) < longest:
-            nxt = flow.single_consumer(walk[-1])
+            nxt, join = flow.link(walk[-1])
             if nxt is None:
                 break
             walk.append(nxt)
+            if waiting or join is not None:
+                waiting.discard(nxt.name)
+                if join is not None:
+                    waiting.add(join.name)
+            closed.append(not waiting)
         ops = tuple([m.op for m in walk])
         for pattern, f, conditional, rule_id in candidates:
             n = len(pattern)
-            if ops[:n] == pattern:
+            if ops[:n] == pattern and closed[n - 1]:
                 chain = tuple(walk[:n])
                 if (not conditional or f.allows(chain)) and taken.isdisjoint([m.name for m in chain]):
                     return rule_id, chain

@@ -82,6 +82,7 @@ class Flow:
         self._outputs = frozenset(graph.outputs)
         self._consumers: dict[str, tuple[list[str], bool]] = {}
         self._next: dict[str, Layer | None] = {}
+        self._forks: dict[str, tuple[Layer | None, Layer | None]] = {}
 
     def source(self, tensor: str) -> str | None:
         """The kept layer whose output reaches ``tensor`` (None for a graph input)."""
@@ -173,20 +174,57 @@ class Flow:
         self._next[name] = nxt
         return nxt
 
-    def chain(self, start: Layer, pattern: tuple[str, ...]) -> tuple[Layer, ...] | None:
-        """The layers ``start → ...`` forming a linear chain with op types ``pattern``, or None.
+    def link(self, layer: Layer) -> tuple[Layer | None, Layer | None]:
+        """The next link of a chain from ``layer``, and the layer where a side branch from ``layer`` rejoins it.
 
-        Every member but the last must feed exactly one kept layer (the next member) and no graph output.
+        The next link is the one kept layer ``layer`` feeds (:meth:`single_consumer`), with no side branch; or,
+        where ``layer`` feeds exactly two kept layers and one of them (the join) is reached from the other within
+        :data:`MAX_SIDE_PATH` single-consumer links, that other one, with the join: ``x·σ(x)`` after a Conv
+        (Sigmoid, then the Mul that reads the Conv's output again), which runtimes fuse into the Conv.
+        """
+        nxt = self.single_consumer(layer)
+        if nxt is not None:
+            return nxt, None
+        fork = self._forks.get(layer.name)
+        if fork is None:
+            fork = self._forks[layer.name] = self._find_fork(layer)
+        return fork
+
+    def _find_fork(self, layer: Layer) -> tuple[Layer | None, Layer | None]:
+        consumers, leaves = self.consumers(layer)
+        if leaves or len(consumers) != 2:
+            return None, None
+        a, b = (self.graph.by_name[c] for c in consumers)
+        for first, join in ((a, b), (b, a)):
+            walk: Layer | None = first
+            for _ in range(MAX_SIDE_PATH):
+                walk = self.single_consumer(walk) if walk is not None else None
+                if walk is join:
+                    return first, join
+        return None, None
+
+    def chain(self, start: Layer, pattern: tuple[str, ...]) -> tuple[Layer, ...] | None:
+        """The layers ``start → ...`` forming a chain with op types ``pattern``, or None.
+
+        Every member but the last feeds exactly one kept layer (the next member) and no graph output, or feeds
+        two whose side branch rejoins the chain at a later member (:meth:`link`).
         """
         if start.op != pattern[0] or start.name in self.removed:
             return None
         members = [start]
+        waiting: set[str] = set()  # joins of side branches the chain has not reached yet
         for op in pattern[1:]:
-            nxt = self.single_consumer(members[-1])
+            nxt, join = self.link(members[-1])
             if nxt is None or nxt.op != op:
                 return None
             members.append(nxt)
-        return tuple(members)
+            waiting.discard(nxt.name)
+            if join is not None:
+                waiting.add(join.name)
+        return None if waiting else tuple(members)
+
+
+MAX_SIDE_PATH = 3  # links from a side branch's first layer to its join (x·σ(x): one, Sigmoid -> Mul)
 
 
 def duplicates(graph: Graph, ops: Container[str]) -> dict[str, str]:
