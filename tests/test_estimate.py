@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 import hwsynth
-from annette.errors import ShapeError, UnknownNameError, UnsupportedLayerError
+from annette.errors import HardwareModelError, ShapeError, UnknownNameError, UnsupportedLayerError
 from annette.estimate import estimate, estimate_many
 from annette.graph.ir import Graph, Layer, TensorSpec
 from annette.hardware import HardwareModel, Overhead
@@ -159,3 +160,42 @@ def test_sparse_types_use_their_primary_type_before_the_generic_model(hw: Hardwa
     soft = sparse.resolve("Softmax", "mixed")
     assert soft is not None and soft.type == "*" and soft.kind == "roofline"
     assert sparse.resolve("Softplus", "roofline") is None
+
+
+def test_a_fused_model_predicts_only_within_its_data() -> None:
+    # "Conv+Relu" was fitted on small convolutions only (its coverage): a layer of 100x their flops is costed by
+    # its primary's model, the same kernel without the post-op, and the per-layer table says which model and why.
+    small = 2 * 4 * 64 * 27 + 256
+    fused = LayerModel.from_dict({**roofline(1e7, 1e6, 0.5).to_dict(), "coverage": {"flops": [small / 2, small]}})
+    assert LayerModel.from_dict(json.loads(json.dumps(fused.to_dict()))).coverage_ == fused.coverage_
+    hw = HardwareModel(name="cov", target=TARGET, rules=MappingRules(fusions=(FusionRule(("Conv", "Relu")),)),
+                       layer_models={"Conv+Relu": {"roofline": fused}, "Conv": {"roofline": roofline(1e9, 1e8, 0.002)}},
+                       overhead=Overhead(0.0, 0.0))
+    inside = estimate(small_net(), hw, kind="roofline").layers[0]
+    assert inside.model == "Conv+Relu/roofline" and inside.note == ""
+    big = Graph("big", (T("x", 1, 3, 80, 80),), (
+        Layer("conv", "Conv", (T("x", 1, 3, 80, 80),), (T("c", 1, 4, 80, 80),), (T("w", 4, 3, 3, 3), T("b", 4)),
+              {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)}),
+        Layer("relu", "Relu", (T("c", 1, 4, 80, 80),), (T("r", 1, 4, 80, 80),))), ("r",)).validate()
+    beyond = estimate(big, hw, kind="roofline").layers[0]
+    assert beyond.type == "Conv+Relu" and beyond.model == "Conv/roofline" and "beyond the data" in beyond.note
+    plain = HardwareModel(name="plain", target=TARGET, rules=hw.rules, layer_models={"Conv": hw.layer_models["Conv"]},
+                          overhead=Overhead(0.0, 0.0))
+    assert beyond.time_ms == estimate(big, plain, kind="roofline").layers[0].time_ms
+    with pytest.raises(HardwareModelError, match="coverage of 'flops'"):
+        LayerModel.from_dict({**fused.to_dict(), "coverage": {"flops": [5.0, 1.0]}})
+
+
+def test_fit_records_the_sizes_its_data_spans() -> None:
+    from annette.layers import LAYER_MODELS
+    from annette.layers.features import Features
+
+    names = tuple(FEATURE_NAMES)
+    X = np.ones((4, len(names)))
+    X[:, names.index("flops")] = [10, 100, 1000, 50]
+    X[:, names.index("bytes")] = [5, 50, 500, 20]
+    model = LAYER_MODELS.get("roofline")().fit(Features(names, X), np.array([1.0, 2.0, 3.0, math.nan]))
+    assert model.coverage_ == {"flops": (10.0, 1000.0), "bytes": (5.0, 500.0)}  # the NaN-timed row left out
+    probe = X[:3].copy()
+    probe[:, names.index("flops")] = [5, 2000, 2001]  # within a factor 2 below and above, then beyond
+    assert model.covers(Features(names, probe)).tolist() == [True, True, False]

@@ -118,6 +118,7 @@ class _Table:
     zero_cost: frozenset[str]  # types costed as node overhead only
     generic: frozenset[str] = frozenset()  # types costed by the generic default model
     plans: Sequence[Plan] | None = None  # the graphs' plans where kept (one estimate: its layers are read)
+    beyond: Mapping[int, Resolved] = field(default_factory=dict)  # rows beyond their type's model's data
 
     def layers(self, graph: int, start: int, n: int) -> tuple[LayerEstimate, ...]:
         plan = self.mapper.plan(self.graphs[graph]) if self.plans is None else self.plans[graph]
@@ -132,7 +133,7 @@ class _Table:
     def row(self, i: int, ex: ExecutedLayer) -> LayerEstimate:
         u = int(self.rows[i])
         t = self.types[u]
-        r = self.resolved[t]
+        r = self.beyond.get(u, self.resolved[t])
         time_ms = None if math.isnan(self.times[i]) else float(self.times[i])
         bound, model, note = str(self.bounds[u]), "", ""
         if u in self.X.errors:
@@ -336,15 +337,33 @@ def _estimate(
     row_times = np.full(len(X), math.nan)
     row_kernel = np.full(len(X), math.nan)
     bounds = np.full(len(X), "-", dtype=object)
+    # a fused type's own model predicts only layers within its data; its primary's model the ones beyond
+    primary = {t: (r, p) for t, r in resolved.items() if r is not None and r.model.coverage_
+               for p in (hw.resolve_primary(t, r),) if p is not None}
+    checked: dict[str, list[int]] = defaultdict(list)
     for u, t in enumerate(types):
         r = resolved[t]
         if r is not None:
-            if u not in X.errors:
+            if u in X.errors:
+                continue
+            if t in primary:
+                checked[t].append(u)
+            else:
                 rows_of[id(r.model)].append(u)
                 models[id(r.model)] = r
         elif t in zero_cost:
             row_times[u] = max(hw.overhead.per_node_ms, 0.0)
             bounds[u] = "overhead"
+    beyond: dict[int, Resolved] = {}  # distinct row -> the model that predicts it instead of its type's
+    for t, rows in checked.items():
+        own, wider = primary[t]
+        inside = own.model.covers(X.take(np.array(rows, dtype=np.intp)))
+        for u, ok in zip(rows, inside, strict=True):
+            r = own if ok else wider
+            rows_of[id(r.model)].append(u)
+            models[id(r.model)] = r
+            if not ok:
+                beyond[u] = r
     for key, rows in rows_of.items():
         idx = np.array(rows, dtype=np.intp)
         sub = X.take(idx)
@@ -366,7 +385,7 @@ def _estimate(
     if extra is not None:
         times = times + extra
     table = _Table(graphs, mapper, inverse, X, types, times, bounds, resolved, zero_cost, generic,
-                   plans if keep_plans else None)
+                   plans if keep_plans else None, beyond)
 
     missing = np.isnan(times)
     supported = np.where(missing, 0.0, times)

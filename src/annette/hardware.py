@@ -30,6 +30,7 @@ from annette import checks
 from annette.errors import HardwareModelError, UnknownNameError
 from annette.layers import KINDS, LayerModel
 from annette.layers.features import ALL_FEATURE_NAMES, FEATURE_NAMES, FEATURES, ElementBits, type_fallbacks
+from annette.layers.layertype import LayerType
 from annette.mapping.rules import MappingRules
 from annette.quality import BundleQuality
 from annette.records import Target
@@ -261,6 +262,19 @@ class HardwareModel:
                     note = f"type {type_name}→{self.default_type} (default for types without a model)"
                     note += f"; kind {kind}→{k}" if k != kind else ""
                     return Resolved(str(self.default_type), k, default[k], note)
+        return None
+
+    def resolve_primary(self, type_name: str, used: Resolved) -> Resolved | None:
+        """For a fused type resolved to its own model ``used``: its primary member's model (the same kernel without
+        the fused post-ops), for layers beyond the data of ``used`` (:meth:`LayerModel.covers`); else None."""
+        t = LayerType.parse(type_name)
+        if len(t.members) < 2 or used.type != type_name:
+            return None
+        models = self.layer_models.get(t.primary, {})
+        for k in KIND_FALLBACKS[used.kind]:
+            if k in models:
+                return Resolved(t.primary, k, models[k], f"type {type_name}→{t.primary} (beyond the data of its own "
+                                f"model){'' if k == used.kind else f'; kind {used.kind}→{k}'}")
         return None
 
     # -- JSON ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +32,9 @@ class LayerModel(ABC):
     kind: ClassVar[str]
     feature_names_: tuple[str, ...]
     n_samples_: int
+    # The smallest and largest value of each size feature (COVERAGE_FEATURES) over the fitted rows; empty for a
+    # model loaded from a bundle that predates it (it covers everything).
+    coverage_: Mapping[str, tuple[float, float]] = MappingProxyType({})
 
     # -- settings ------------------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -53,6 +57,8 @@ class LayerModel(ABC):
         self._fit(X.values[keep], y[keep], X.names)
         self.feature_names_ = tuple(X.names)
         self.n_samples_ = int(keep.sum())
+        self.coverage_ = {n: (float(col.min()), float(col.max())) for n in COVERAGE_FEATURES if n in X.names
+                          for col in (X.values[keep][:, X.names.index(n)],)}
         return self
 
     @abstractmethod
@@ -68,6 +74,16 @@ class LayerModel(ABC):
 
     @abstractmethod
     def _predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def covers(self, X: Features) -> np.ndarray:
+        """Per row: whether its size features lie within the fitted rows' range, widened by COVERAGE_FACTOR
+        both ways (all True for a model without a recorded coverage)."""
+        inside = np.ones(len(X), dtype=bool)
+        for name, (lo, hi) in self.coverage_.items():
+            if name in X.names:
+                col = X.values[:, X.names.index(name)]
+                inside &= (col <= hi * COVERAGE_FACTOR) & ((lo <= 0) | (col >= lo / COVERAGE_FACTOR))
+        return inside
 
     def is_fitted(self) -> bool:
         return hasattr(self, "feature_names_")
@@ -86,6 +102,7 @@ class LayerModel(ABC):
             "params": self.get_params(),
             "feature_names": list(self.feature_names_),
             "n_samples": self.n_samples_,
+            **({"coverage": {n: list(r) for n, r in self.coverage_.items()}} if self.coverage_ else {}),
             "learned": self._learned_to_dict(),
         }
 
@@ -110,6 +127,7 @@ class LayerModel(ABC):
             model._learned_from_dict(d["learned"])
             model.feature_names_ = tuple(str(n) for n in d["feature_names"])
             model.n_samples_ = int(d.get("n_samples", 0))
+            model.coverage_ = _coverage(d.get("coverage", {}))
             model._check_loaded()
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             missing = isinstance(exc, KeyError) and not isinstance(exc, UnknownNameError) and exc.args
@@ -124,3 +142,20 @@ class LayerModel(ABC):
 
 
 LAYER_MODELS: Registry[type[LayerModel]] = Registry("layer model kind")
+
+
+COVERAGE_FEATURES = ("flops", "bytes")  # the sizes a layer model's data spans (see LayerModel.covers)
+COVERAGE_FACTOR = 2.0  # how far beyond its data's range a model is still trusted, as a factor either way
+
+
+def _coverage(d: Any) -> dict[str, tuple[float, float]]:
+    checks.obj(d, "a layer model's coverage")
+    out = {}
+    for name, pair in d.items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair)):
+            raise ValueError(f"coverage of {name!r} must be [smallest, largest], not {pair!r}")
+        lo, hi = (float(v) for v in pair)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+            raise ValueError(f"coverage of {name!r} must be finite with smallest <= largest, not {pair!r}")
+        out[str(name)] = (lo, hi)
+    return out
