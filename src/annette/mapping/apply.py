@@ -179,7 +179,9 @@ class Mapper:
         Walks the chain ``layer → ...`` once (each member but the last feeding exactly one kept layer and no graph
         output, or a side branch that rejoins it, as :meth:`Flow.chain`) and matches every candidate pattern.
         """
-        second, join = flow.link(layer)
+        second, join = flow.single_consumer(layer), None
+        if second is None:
+            second, join = flow.link(layer)
         candidates = by_second.get(second.op) if second is not None else None
         if not candidates or second is None:
             return None
@@ -188,9 +190,11 @@ class Mapper:
         closed = [True, not waiting]  # per walk length - 1: whether a chain ending there leaves no branch open
         longest = len(candidates[0][0])  # candidates are longest first
         while len(walk) < longest:
-            nxt, join = flow.link(walk[-1])
+            nxt, join = flow.single_consumer(walk[-1]), None
             if nxt is None:
-                break
+                nxt, join = flow.link(walk[-1])
+                if nxt is None:
+                    break
             walk.append(nxt)
             if waiting or join is not None:
                 waiting.discard(nxt.name)
