@@ -253,9 +253,12 @@ def test_fusion_learns_a_conv_with_its_swish() -> None:
         nodes = (NodeProfile(names[0], "Conv", 0.01, tuple(names[:3])), NodeProfile(names[3], "Relu", 0.01, (names[3],)))
         records.append(replace(hwsynth.record(graph, "multi", "swish", np.random.default_rng(i)), profile=nodes))
     rule = next(f for f in learn_rules(records).fusions if f.pattern == ("Conv", "Sigmoid", "Mul"))
-    assert rule.evidence.n_instances == 4 and rule.evidence.agreement == 1.0
+    assert rule.evidence.n_instances == 4 and rule.evidence.agreement == 1.0 and rule.forks
+    assert FusionRule.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
     rules = MappingRules(fusions=(rule,))
     assert [e.ops for e in apply(records[0].graph, rules).executed] == [("Conv", "Sigmoid", "Mul"), ("Relu",)]
+    linear = MappingRules(fusions=(replace(rule, forks=False),))  # a rule learned on linear chains only
+    assert [e.ops for e in apply(records[0].graph, linear).executed][0] == ("Conv",)
     b = hwsynth.Builder("leaky", (1, 8, 8, 8))
     x = b.conv(b.input, 8)
     y = b._add("Mul", [x, b._add("Sigmoid", [x], x.shape)], x.shape)

@@ -110,6 +110,7 @@ class Mapper:
             for f in fusions:
                 by_second[f.pattern[1]].append((f.pattern, f, f.conditional, f.id))
             self._fusions[first] = dict(by_second)
+        self._forking = frozenset(f.pattern[0] for f in rules.fusions if f.forks)  # first ops of forking rules
         # graph op types -> anchor op -> the insertion rules that can fire in a graph with those ops
         self._insertions: dict[frozenset[str], dict[str, list[_Insertion]]] = {}
         # (op, first input shape, first output shape, group) -> the insertion rules whose shape conditions hold
@@ -155,7 +156,7 @@ class Mapper:
             if layer.name in taken:
                 continue
             by_second = fusions.get(layer.op)
-            fused = self._fuse(flow, layer, by_second, taken) if by_second else None
+            fused = self._fuse(flow, layer, by_second, taken, layer.op in self._forking) if by_second else None
             if fused is None:
                 kept.append(new(Kept, ((layer,), ())))
             else:
@@ -172,39 +173,42 @@ class Mapper:
 
     @staticmethod
     def _fuse(
-        flow: Flow, layer: Layer, by_second: dict[str, list[_Fusion]], taken: set[str]
+        flow: Flow, layer: Layer, by_second: dict[str, list[_Fusion]], taken: set[str], forking: bool
     ) -> tuple[str, tuple[Layer, ...]] | None:
         """The first fusion (in rule order) whose chain starts at ``layer``: its rule id and chain.
 
         Walks the chain ``layer → ...`` once (each member but the last feeding exactly one kept layer and no graph
-        output, or a side branch that rejoins it, as :meth:`Flow.chain`) and matches every candidate pattern.
+        output, or, where ``forking`` (a rule from ``layer``'s op forks), a side branch that rejoins it, as
+        :meth:`Flow.chain`) and matches every candidate pattern; a rule that does not fork matches linear chains.
         """
         second, join = flow.single_consumer(layer), None
-        if second is None:
+        if second is None and forking:
             second, join = flow.link(layer)
         candidates = by_second.get(second.op) if second is not None else None
         if not candidates or second is None:
             return None
         walk: list[Layer] = [layer, second]
         waiting = set() if join is None else {join.name}  # side branches (Flow.link) the walk has not rejoined
-        closed = [True, not waiting]  # per walk length - 1: whether a chain ending there leaves no branch open
+        # per walk length - 1: whether a chain ending there leaves no branch open, and whether it forked
+        closed, forked = [True, not waiting], [False, bool(waiting)]
         longest = len(candidates[0][0])  # candidates are longest first
         while len(walk) < longest:
             nxt, join = flow.single_consumer(walk[-1]), None
-            if nxt is None:
+            if nxt is None and forking:
                 nxt, join = flow.link(walk[-1])
-                if nxt is None:
-                    break
+            if nxt is None:
+                break
             walk.append(nxt)
             if waiting or join is not None:
                 waiting.discard(nxt.name)
                 if join is not None:
                     waiting.add(join.name)
             closed.append(not waiting)
+            forked.append(forked[-1] or join is not None)
         ops = tuple([m.op for m in walk])
         for pattern, f, conditional, rule_id in candidates:
             n = len(pattern)
-            if ops[:n] == pattern and closed[n - 1]:
+            if ops[:n] == pattern and closed[n - 1] and (f.forks or not forked[n - 1]):
                 chain = tuple(walk[:n])
                 if (not conditional or f.allows(chain)) and taken.isdisjoint([m.name for m in chain]):
                     return rule_id, chain

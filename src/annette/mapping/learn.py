@@ -17,7 +17,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 
 from annette.graph.ir import AttrValue, Graph, Layer
@@ -301,10 +301,12 @@ def _learn_fusions(
                     logger.debug("record %s: fused node over %s is not a chain", run.record.config_id, pattern)
     rules = []
     for pattern in sorted(patterns | set(timing)):
-        instances, n_records = _fusion_instances(runs, pattern)
+        instances, n_records, forks = _fusion_instances(runs, pattern)
         votes = timing.get(pattern, [])
         evidence = Evidence(n_records, n_timing=len(votes), n_timing_agree=sum(votes))
         rule = _fusion_rule(pattern, instances, evidence, min_agreement, min_instances)
+        if rule is not None and forks:
+            rule = replace(rule, forks=True)
         if rule is None and not instances and len(votes) >= min_instances and sum(votes) / len(votes) >= min_agreement:
             rule = FusionRule(pattern, (), evidence)  # timing alone (no profiles)
         if rule is not None:
@@ -315,8 +317,9 @@ def _learn_fusions(
 
 def _fusion_instances(
     runs: Sequence[ProfiledRun], pattern: tuple[str, ...]
-) -> tuple[list[tuple[tuple[Layer, ...], bool]], int]:
-    """Occurrences of ``pattern`` as a chain, each labelled fused (one node covers exactly the chain) or not.
+) -> tuple[list[tuple[tuple[Layer, ...], bool]], int, bool]:
+    """Occurrences of ``pattern`` as a chain, each labelled fused (one node covers exactly the chain) or not, and
+    whether a fused one forks (a member but the last read by two layers of the chain: :meth:`Flow.link`).
 
     Occurrences inside a larger fused node are left out (a longer rule explains them), and so are occurrences
     whose later members another node fused with other layers (of two convolutions feeding one Add, only one
@@ -325,6 +328,7 @@ def _fusion_instances(
     inner: list[tuple[tuple[Layer, ...], bool]] = []
     boundary: list[tuple[tuple[Layer, ...], bool]] = []
     n_records = 0
+    forks = False
     for run in runs:
         flow = Flow(run.graph, run.removed)
         node_of = {layer.name: i for i, m in enumerate(run.members) for layer in m}
@@ -341,12 +345,13 @@ def _fusion_instances(
             if any(len(run.members[j]) > 1 and {x.name for x in run.members[j]} - names for j in others if j is not None):
                 continue
             fused = node is not None and names == {x.name for x in run.members[node]}
+            forks = forks or (fused and any(flow.single_consumer(c) is None for c in chain[:-1]))
             produced = {t.name for c in chain for t in c.outputs}
             at_input = any(t.name not in produced and flow.source(t.name) is None for c in chain[1:] for t in c.inputs)
             (boundary if at_input else inner).append((chain, fused))
             found = True
         n_records += found
-    return _inner_first(inner, boundary), n_records
+    return _inner_first(inner, boundary), n_records, forks
 
 
 MIN_INNER = 10  # inner occurrences that suffice to decide a fusion rule without the boundary ones

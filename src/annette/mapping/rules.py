@@ -105,6 +105,9 @@ class FusionRule:
     # True: only chains whose later members read nothing from outside but the first member's inputs (x·σ(x),
     # a self-gated activation); False: only chains that do (σ(s)·x, a gate applied to another tensor).
     closed: bool | None = None
+    # True: learned on chains that fork and rejoin (Flow.link: x·σ(x) after a Conv), which it matches as well as
+    # linear ones; False: it matches linear chains only.
+    forks: bool = False
 
     @property
     def id(self) -> str:
@@ -128,6 +131,7 @@ class FusionRule:
             "conditions": [c.to_dict() for c in self.conditions],
             "shape_conditions": [c.to_dict() for c in self.shape_conditions],
             "closed": self.closed,
+            **({"forks": True} if self.forks else {}),
             "evidence": self.evidence.to_dict(),
         }
 
@@ -140,6 +144,7 @@ class FusionRule:
             evidence=Evidence.from_dict(d.get("evidence", {})),
             shape_conditions=tuple(ShapeCondition.from_dict(c) for c in d.get("shape_conditions", ())),
             closed=None if closed is None else bool(closed),
+            forks=bool(d.get("forks", False)),
         )
         if len(rule.pattern) < 2:
             raise ValueError(f"fusion pattern {list(rule.pattern)} must chain at least two op types")
