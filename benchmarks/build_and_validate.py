@@ -6,7 +6,8 @@ README's command; its own log goes to OUT/build.log), times it, prints the build
 and estimates the evaluation sets with the new bundle (and any ``--compare`` bundles on the same measurements).
 
     .venv/bin/python benchmarks/build_and_validate.py [--backend onnxruntime] [--budget-min 30] \\
-        [--set timm-cnn --set timm-mix --set nb201] [--compare cpu-x86-ort-fp32-t1] [--out runs/build-and-validate]
+        [--set timm-cnn --set timm-mix --set nb201] [--compare cpu-x86-ort-fp32-t1] [--out runs/build-and-validate] \\
+        [--skip-build [--bundle FILE]]
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ def main() -> None:
     parser.add_argument("--compare", action="append", default=[], help="other bundles estimated on the same networks")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default="runs/build-and-validate")
-    parser.add_argument("--skip-build", action="store_true", help="evaluate OUT/build/hardware.json as it is")
+    parser.add_argument("--skip-build", action="store_true", help="evaluate the bundle (--bundle) as it is")
+    parser.add_argument("--bundle", help="the bundle to evaluate with --skip-build (default OUT/build/hardware.json)")
     parser.add_argument("--name", help="the bundle's name (annette build --name), e.g. to ship it")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    bundle = out / "build" / "hardware.json"
+    bundle = Path(args.bundle) if args.bundle and args.skip_build else out / "build" / "hardware.json"
+    if args.skip_build and not bundle.is_file():
+        sys.exit(f"--skip-build: no bundle at {bundle} (build into --out first, or name one with --bundle)")
     if not args.skip_build:
         annette = str(Path(sys.executable).with_name("annette"))
         cmd = [annette, "build", "--backend", args.backend, "--threads", "1", "--out", str(out / "build"),
