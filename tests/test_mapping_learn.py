@@ -259,6 +259,12 @@ def test_fusion_learns_a_conv_with_its_swish() -> None:
     assert [e.ops for e in apply(records[0].graph, rules).executed] == [("Conv", "Sigmoid", "Mul"), ("Relu",)]
     linear = MappingRules(fusions=(replace(rule, forks=False),))  # a rule learned on linear chains only
     assert [e.ops for e in apply(records[0].graph, linear).executed][0] == ("Conv",)
+    b = hwsynth.Builder("bn", (1, 8, 8, 8))  # the fork one member later: Conv → BN → x·σ(x)
+    x = b.bn(b.conv(b.input, 8))
+    graph = b.graph(b._add("Mul", [x, b._add("Sigmoid", [x], x.shape)], x.shape))
+    pattern = ("Conv", "BatchNormalization", "Sigmoid", "Mul")
+    assert [e.ops for e in apply(graph, MappingRules(fusions=(FusionRule(pattern, forks=True),))).executed] == [pattern]
+    assert len(apply(graph, MappingRules(fusions=(FusionRule(pattern),))).executed) == 4  # linear only: unfused
     b = hwsynth.Builder("leaky", (1, 8, 8, 8))
     x = b.conv(b.input, 8)
     y = b._add("Mul", [x, b._add("Sigmoid", [x], x.shape)], x.shape)

@@ -188,9 +188,12 @@ class Mapper:
         if not candidates or second is None:
             return None
         walk: list[Layer] = [layer, second]
-        waiting = set() if join is None else {join.name}  # side branches (Flow.link) the walk has not rejoined
-        # per walk length - 1: whether a chain ending there leaves no branch open, and whether it forked
-        closed, forked = [True, not waiting], [False, bool(waiting)]
+        # once the walk forks: per walk length - 1, whether a chain ending there leaves no side branch open and
+        # whether it forked; and the joins of the side branches not rejoined yet (None: a linear walk)
+        marks: list[tuple[bool, bool]] | None = None
+        waiting: set[str] = set()
+        if join is not None:
+            marks, waiting = [(True, False), (False, True)], {join.name}
         longest = len(candidates[0][0])  # candidates are longest first
         while len(walk) < longest:
             nxt, join = flow.single_consumer(walk[-1]), None
@@ -199,16 +202,17 @@ class Mapper:
             if nxt is None:
                 break
             walk.append(nxt)
-            if waiting or join is not None:
+            if marks is None and join is not None:
+                marks = [(True, False)] * (len(walk) - 1)
+            if marks is not None:
                 waiting.discard(nxt.name)
                 if join is not None:
                     waiting.add(join.name)
-            closed.append(not waiting)
-            forked.append(forked[-1] or join is not None)
+                marks.append((not waiting, marks[-1][1] or join is not None))
         ops = tuple([m.op for m in walk])
         for pattern, f, conditional, rule_id in candidates:
             n = len(pattern)
-            if ops[:n] == pattern and closed[n - 1] and (f.forks or not forked[n - 1]):
+            if ops[:n] == pattern and (marks is None or (marks[n - 1][0] and (f.forks or not marks[n - 1][1]))):
                 chain = tuple(walk[:n])
                 if (not conditional or f.allows(chain)) and taken.isdisjoint([m.name for m in chain]):
                     return rule_id, chain
