@@ -191,10 +191,6 @@ class Flow:
         return fork
 
     def _find_fork(self, layer: Layer) -> tuple[Layer | None, Layer | None]:
-        readers = self.graph.consumers.get(layer.outputs[0].name, ()) if len(layer.outputs) == 1 else None
-        if (readers is not None and len(readers) != 2 and (len(readers) < 2 or len(set(readers)) != 2)
-                and (not self.removed or self.removed.isdisjoint(readers))):
-            return None, None  # fast path, as in single_consumer: not two kept readers
         consumers, leaves = self.consumers(layer)
         if leaves or len(consumers) != 2:
             return None, None
