@@ -59,17 +59,17 @@ class LocalCluster:
     """A Dask scheduler and workers as subprocesses (each in its own process group, so that a SIGKILL takes
     the worker, its nanny and its measurement subprocess, as when a host is lost)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, scheduler_env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.address = f"tcp://127.0.0.1:{_free_port()}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._start("scheduler", ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
-                                  self.address.rsplit(":", 1)[1], "--no-dashboard"])
+                                  self.address.rsplit(":", 1)[1], "--no-dashboard"], scheduler_env)
 
-    def _start(self, name: str, args: list[str]) -> None:
+    def _start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.tmp / f"{name}.log").open("wb")
         self.procs[name] = subprocess.Popen([sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=self.tmp, start_new_session=True)
+                                            cwd=self.tmp, start_new_session=True, env={**os.environ, **(env or {})})
 
     def worker(self, name: str, labels: list[str]) -> str:
         """Start a stock ``dask worker`` advertising ``labels``; its address once the scheduler has it."""
@@ -204,6 +204,36 @@ def test_worker_killed_mid_campaign_loses_nothing(cluster: LocalCluster, tmp_pat
     assert [w.alive for w in r.workers if w.address == victim] == [False]  # type: ignore[attr-defined]
     recs = _records(tmp_path / "s")
     assert set(recs) == _plan_ids("simulated", {"scale": 0.1}, 8, N) and len(recs) == N
+
+
+def test_a_batch_the_scheduler_gives_up_on_is_sent_again(tmp_path: Path) -> None:
+    """With no failures allowed, Dask does not move a killed worker's task to another worker: it fails it
+    (KilledWorker), as it does under load after a few deaths. The driver sends such a batch again, once, and
+    the store still ends with the whole plan."""
+    (tmp_path / "c").mkdir()
+    lc = LocalCluster(tmp_path / "c", {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"})
+    try:
+        lc.worker("k1", ["sim"])
+        victim = lc.worker("k2", ["sim"])
+        killed = threading.Event()
+
+        def progress(p: ClusterProgress) -> None:
+            mine = [w for w in p.workers if w.address == victim]
+            if not killed.is_set() and mine and mine[0].done >= 2 and p.left > 8:
+                killed.set()
+                lc.kill("k2")
+
+        N = 60
+        kw = dict(backend="simulated", backend_options={"scale": 0.1}, seed=12, plan_size=N, protocol=QUICK,
+                  profile_runs=1)
+        r = run_campaign(tmp_path / "s", cluster=ClusterSpec(lc.address, "sim", batch_size=2), progress=progress,
+                         **kw)
+    finally:
+        lc.close()
+    assert killed.is_set(), "the victim worker never measured a batch"
+    assert any("KilledWorker" in e for e in r.errors), r.errors  # type: ignore[attr-defined]
+    assert r.stopped_by == "plan" and r.pending == 0 and r.measured == N  # type: ignore[attr-defined]
+    assert set(_records(tmp_path / "s")) == _plan_ids("simulated", {"scale": 0.1}, 12, N)
 
 
 def test_last_worker_of_a_label_lost_leaves_pending_then_resume_completes(cluster: LocalCluster, tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ the batch arrives. Nothing is stored on a worker.
 
 Faults. A worker killed mid-batch loses that batch's unfinished work only: the scheduler gives the task to
 another worker of the label (it is measured again from the start of the batch, and the driver stores each
-configuration once); with no worker left under the label the batches wait for one for ``worker_wait_s``,
+configuration once); a batch the scheduler gives up on instead (``KilledWorker``: its workers died too
+often) is sent again once, then stays pending; with no worker left under the label the batches wait for one for ``worker_wait_s``,
 then the campaign ends with ``stopped_by="no_workers"`` and reports them as ``pending``. A driver killed
 at any point leaves every record it had stored; the same campaign run again skips the stored configurations
 (``run_campaign(..., resume=True)``). A scheduler that cannot be reached is one ``ClusterError``.
@@ -497,6 +498,7 @@ class _Driver:
         self.start = time.perf_counter()
         self.measured = self.failed = self.duplicates = 0
         self.pending: list[BenchConfig] = []
+        self.resent: set[str] = set()  # first configuration of each batch sent again after it was lost
         self.errors: list[str] = []
         self.tallies: dict[str, _Tally] = {}
         self.alive: set[str] = set()
@@ -542,7 +544,9 @@ class _Driver:
                         done.append(finished.get_nowait())
                 for fut in done:
                     if fut in in_flight:
-                        self._collect(fut, in_flight.pop(fut))
+                        again = self._collect(fut, in_flight.pop(fut))
+                        if again:
+                            todo_batches.appendleft(again)
                 changed = self._poll_workers()
                 if done or changed:
                     self._report(sum(len(b) for b in in_flight.values()))
@@ -585,17 +589,24 @@ class _Driver:
         """How long past the budget the last batches may take before they are cancelled."""
         return 2 * max(self.batch_s) if self.batch_s else self.timeout_s * self.batch_size
 
-    def _collect(self, fut: Any, batch: list[BenchConfig]) -> None:
+    def _collect(self, fut: Any, batch: list[BenchConfig]) -> list[BenchConfig]:
+        """Store a finished batch's records; a lost batch is returned once to be sent again, then stays pending."""
         if fut.status != "finished":
             exc = fut.exception() if fut.status == "error" else None
             if isinstance(exc, AnnetteError):  # the worker refused the campaign: not something to retry
                 raise ClusterError(f"label {self.label}: {exc}") from None
             reason = f"{type(exc).__name__}: {exc}" if exc is not None else fut.status
-            log.warning("label %s: a batch of %d configurations was lost (%s); they stay pending",
-                        self.label, len(batch), reason)
             self.errors.append(reason)
+            key = batch[0].config_id
+            if key not in self.resent:  # e.g. Dask gave up on it with its worker (KilledWorker) under load
+                self.resent.add(key)
+                log.warning("label %s: a batch of %d configurations was lost (%s); sent again",
+                            self.label, len(batch), reason)
+                return batch
+            log.warning("label %s: a batch of %d configurations was lost twice (%s); they stay pending",
+                        self.label, len(batch), reason)
             self.pending.extend(batch)
-            return
+            return []
         payload = json.loads(fut.result())
         wanted = {c.config_id for c in batch}
         tally = self.tallies.setdefault(str(payload["worker"]), _Tally(str(payload["host"])))
@@ -627,6 +638,7 @@ class _Driver:
         if missing:
             self.errors.append(f"worker {payload['worker']} returned {len(missing)} configurations fewer than sent")
             self.pending.extend(missing)
+        return []
 
     def _poll_workers(self) -> bool:
         workers = _label_workers(self.client, self.label)
