@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 
@@ -127,6 +128,31 @@ def test_one_estimate_maps_its_graph_once(hw: HardwareModel, monkeypatch: pytest
     assert [x.name for x in one.layers] == ["conv", "fc"] and calls == ["small"]
     many = estimate_many([small_net()], hw, kind="roofline")
     assert many[0].layers == one.layers and calls == ["small", "small", "small"]
+
+
+def test_the_garbage_collector_is_paused_only_while_estimating(hw: HardwareModel,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """estimate_many runs with the cyclic collector off and gives it back as it found it, also on an error."""
+    seen: list[bool] = []
+    plan = Mapper.plan
+
+    def watched(self: Mapper, graph: Graph) -> Plan:
+        seen.append(gc.isenabled())
+        return plan(self, graph)
+
+    monkeypatch.setattr(Mapper, "plan", watched)
+    assert gc.isenabled()
+    estimate_many([small_net()], hw, kind="roofline")
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(UnknownNameError):
+        estimate_many([small_net()], hw, kind="nope")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        estimate(small_net(), hw, kind="roofline")
+        assert not gc.isenabled()  # the caller's choice stays
+    finally:
+        gc.enable()
 
 
 def test_batch_mismatch_on_a_built_graph(hw: HardwareModel) -> None:

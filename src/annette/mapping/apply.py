@@ -147,7 +147,7 @@ class Mapper:
                         break
         flow = Flow(graph, removed)
 
-        fusions = self._fusions
+        fusions, forking = self._fusions, self._forking
         taken: set[str] = set(removed)
         kept: list[Kept] = []
         new = tuple.__new__  # Kept(...) through NamedTuple's generated __new__ costs 3x as much, per layer
@@ -156,7 +156,7 @@ class Mapper:
             if layer.name in taken:
                 continue
             by_second = fusions.get(layer.op)
-            fused = self._fuse(flow, layer, by_second, taken, layer.op in self._forking) if by_second else None
+            fused = self._fuse(flow, layer, by_second, taken, layer.op in forking) if by_second else None
             if fused is None:
                 kept.append(new(Kept, ((layer,), ())))
             else:
@@ -188,16 +188,37 @@ class Mapper:
         if not candidates or second is None:
             return None
         walk: list[Layer] = [layer, second]
-        # once the walk forks: per walk length - 1, whether a chain ending there leaves no side branch open and
-        # whether it forked; and the joins of the side branches not rejoined yet (None: a linear walk)
+        longest = len(candidates[0][0])  # candidates are longest first
+        marks = None
+        if forking:
+            marks = Mapper._walk_forks(flow, walk, join, longest)
+        else:  # the common case, and the hot path of a NAS loop: a linear walk
+            while len(walk) < longest:
+                nxt = flow.single_consumer(walk[-1])
+                if nxt is None:
+                    break
+                walk.append(nxt)
+        ops = tuple([m.op for m in walk])
+        for pattern, f, conditional, rule_id in candidates:
+            n = len(pattern)
+            if ops[:n] == pattern and (marks is None or (marks[n - 1][0] and (f.forks or not marks[n - 1][1]))):
+                chain = tuple(walk[:n])
+                if (not conditional or f.allows(chain)) and taken.isdisjoint([m.name for m in chain]):
+                    return rule_id, chain
+        return None
+
+    @staticmethod
+    def _walk_forks(flow: Flow, walk: list[Layer], join: Layer | None, longest: int) -> list[tuple[bool, bool]] | None:
+        """Extend ``walk`` (its first two layers, ``join`` where the second link forked) up to ``longest`` layers
+        through links that may fork (:meth:`Flow.link`). Once the walk forks: per walk length - 1, whether a chain
+        ending there leaves no side branch open and whether it forked (None: the walk stayed linear)."""
         marks: list[tuple[bool, bool]] | None = None
-        waiting: set[str] = set()
+        waiting: set[str] = set()  # the joins of the side branches not rejoined yet
         if join is not None:
             marks, waiting = [(True, False), (False, True)], {join.name}
-        longest = len(candidates[0][0])  # candidates are longest first
         while len(walk) < longest:
             nxt, join = flow.single_consumer(walk[-1]), None
-            if nxt is None and forking:
+            if nxt is None:
                 nxt, join = flow.link(walk[-1])
             if nxt is None:
                 break
@@ -209,14 +230,7 @@ class Mapper:
                 if join is not None:
                     waiting.add(join.name)
                 marks.append((not waiting, marks[-1][1] or join is not None))
-        ops = tuple([m.op for m in walk])
-        for pattern, f, conditional, rule_id in candidates:
-            n = len(pattern)
-            if ops[:n] == pattern and (marks is None or (marks[n - 1][0] and (f.forks or not marks[n - 1][1]))):
-                chain = tuple(walk[:n])
-                if (not conditional or f.allows(chain)) and taken.isdisjoint([m.name for m in chain]):
-                    return rule_id, chain
-        return None
+        return marks
 
     def _rules_for(self, graph: Graph) -> dict[str, list[_Insertion]]:
         """Insertion rules by anchor op, without those that cannot fire in ``graph``: a neighbour key is a graph
@@ -315,12 +329,7 @@ def convert_layouts(
                 holder[m.name] = i
             last[i] = order[members[-1].name]
     graph_inputs = {t.name for t in graph.inputs}
-    producer, removed = graph.producer, flow.removed
-
-    def source(tensor: str) -> str | None:
-        src = producer.get(tensor)
-        return src if src is None or src not in removed else flow.source(tensor)
-
+    producer, removed, source = graph.producer, flow.removed, flow.source
     blocked: dict[int, bool] = {}
     before: set[int] = set()
     after: set[int] = set()
@@ -332,7 +341,9 @@ def convert_layouts(
         blocked_sources: list[int] = []  # the items producing the blocked ones
         for m in members:
             for t in m.inputs:
-                src = source(t.name)
+                src = producer.get(t.name)  # Flow.source, inline where no removed layer is in the way (hot path)
+                if src is not None and src in removed:
+                    src = source(t.name)
                 if src is None:
                     n_inputs += t.name in graph_inputs
                     continue
