@@ -275,3 +275,19 @@ def test_an_onnx_form_over_protobufs_limit_is_one_clear_error_not_an_encode_erro
     monkeypatch.setattr(importers, "PROTO_LIMIT_BYTES", proto.ByteSize() - 1)  # this cell stands in for a 2 GiB one
     with pytest.raises(ModelFileError, match=r"over protobuf's 2 GiB limit"):
         importers.model_to_onnx(f"nb201:{MIXED}")
+
+
+def test_a_model_protobuf_cannot_even_size_is_the_same_clear_error() -> None:
+    """RegNet-Y-128GF (2.6 GB): protobuf's ByteSize itself raised EncodeError, before the size was compared."""
+    from types import SimpleNamespace
+
+    from google.protobuf.message import EncodeError
+
+    import annette.importers as importers
+
+    def refuses() -> int:
+        raise EncodeError("Failed to serialize proto")
+
+    huge = SimpleNamespace(ByteSize=refuses, graph=SimpleNamespace(initializer=[SimpleNamespace(raw_data=b"x" * 8)]))
+    with pytest.raises(ModelFileError, match=r"torchvision:regnet_y_128gf.*over protobuf's 2 GiB limit"):
+        importers._within_proto_limit("torchvision:regnet_y_128gf", huge)
