@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -181,18 +181,27 @@ def test_two_labels_match_the_local_campaign(cluster: LocalCluster, tmp_path: Pa
     assert last.done == 24 and last.left == 0 and last.rate_per_min > 0 and len(last.workers) == 2
 
 
+def _kill_mid_batch(
+    cluster: LocalCluster, name: str, address: str
+) -> tuple[threading.Event, Callable[[ClusterProgress], None]]:
+    """A progress callback that SIGKILLs worker ``name`` once it has measured two batches and holds its next
+    one (killed mid-batch), and the event it sets then."""
+    killed = threading.Event()
+
+    def progress(p: ClusterProgress) -> None:
+        mine = [w for w in p.workers if w.address == address]
+        if not killed.is_set() and mine and mine[0].done >= 2 and p.left > 8:
+            killed.set()
+            cluster.kill(name)
+
+    return killed, progress
+
+
 def test_worker_killed_mid_campaign_loses_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
     """A third worker of label sim is SIGKILLed while it measures: its batches are measured again by the
     others, and the store ends with the whole plan, each configuration once."""
     victim = cluster.worker("w3", ["sim"])
-    killed = threading.Event()
-
-    def progress(p: ClusterProgress) -> None:
-        mine = [w for w in p.workers if w.address == victim]
-        if not killed.is_set() and mine and mine[0].done >= 2 and p.left > 8:
-            killed.set()
-            cluster.kill("w3")  # it has its next batch already: killed mid-batch
-
+    killed, progress = _kill_mid_batch(cluster, "w3", victim)
     # long enough that the victim's own measuring process (spawned at its first batch) starts before the two warm
     # workers have measured everything
     N = 160
@@ -214,15 +223,7 @@ def test_a_batch_the_scheduler_gives_up_on_is_sent_again(tmp_path: Path) -> None
     lc = LocalCluster(tmp_path / "c", {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"})
     try:
         lc.worker("k1", ["sim"])
-        victim = lc.worker("k2", ["sim"])
-        killed = threading.Event()
-
-        def progress(p: ClusterProgress) -> None:
-            mine = [w for w in p.workers if w.address == victim]
-            if not killed.is_set() and mine and mine[0].done >= 2 and p.left > 8:
-                killed.set()
-                lc.kill("k2")
-
+        killed, progress = _kill_mid_batch(lc, "k2", lc.worker("k2", ["sim"]))
         N = 60
         kw = dict(backend="simulated", backend_options={"scale": 0.1}, seed=12, plan_size=N, protocol=QUICK,
                   profile_runs=1)
