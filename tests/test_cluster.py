@@ -31,6 +31,7 @@ from annette.bench.cluster import (  # noqa: E402
     ClusterProgress,
     ClusterSpec,
     WorkerInfo,
+    _Driver,
     check_same_target,
     describe_workers,
     measure_on_cluster,
@@ -235,6 +236,26 @@ def test_a_batch_the_scheduler_gives_up_on_is_sent_again(tmp_path: Path) -> None
     assert any("KilledWorker" in e for e in r.errors), r.errors  # type: ignore[attr-defined]
     assert r.stopped_by == "plan" and r.pending == 0 and r.measured == N  # type: ignore[attr-defined]
     assert set(_records(tmp_path / "s")) == _plan_ids("simulated", {"scale": 0.1}, 12, N)
+
+
+def test_a_finished_batch_whose_result_cannot_be_fetched_is_lost_not_waited_for() -> None:
+    """A batch can finish on a worker that is killed before the driver fetches its result; Dask then recomputes
+    it and result() waits for a worker of the label, forever if none is left (this hung CI once). The driver
+    bounds the fetch and treats such a batch as lost: sent again once, then pending."""
+
+    class Unfetchable:
+        status = "finished"
+
+        def result(self, timeout: float | None = None) -> str:
+            assert timeout is not None, "an unbounded wait for the result"
+            raise TimeoutError("no worker holds it")
+
+    key = get_backend("simulated").describe().key
+    batch = plan_campaign(key, seed=3, size=2)
+    driver = _Driver(None, None, None, "sim", {}, set(), None, 2, 1.0, 1.0, None)  # type: ignore[arg-type]
+    assert driver._collect(Unfetchable(), batch) == batch and driver.pending == []
+    assert driver._collect(Unfetchable(), batch) == [] and driver.pending == batch
+    assert all("result not fetched: TimeoutError" in e for e in driver.errors) and len(driver.errors) == 2
 
 
 def test_last_worker_of_a_label_lost_leaves_pending_then_resume_completes(cluster: LocalCluster, tmp_path: Path) -> None:

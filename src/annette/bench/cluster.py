@@ -56,6 +56,7 @@ R = TypeVar("R")
 RESOURCE_PREFIX = "annette-target-"
 DEFAULT_BATCH = 8  # configurations per task: a few seconds of work, so a lost worker costs little
 POLL_S = 0.5  # how often the driver looks at the scheduler while batches run
+RESULT_FETCH_S = 30.0  # a finished batch's result (JSON records) is fetched from its worker well within this
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Target fields that must agree between the workers of one label ("extra" minus the host's CPU count).
 _HOST_ONLY_EXTRA = frozenset({"logical_cpus"})
@@ -595,19 +596,12 @@ class _Driver:
             exc = fut.exception() if fut.status == "error" else None
             if isinstance(exc, AnnetteError):  # the worker refused the campaign: not something to retry
                 raise ClusterError(f"label {self.label}: {exc}") from None
-            reason = f"{type(exc).__name__}: {exc}" if exc is not None else fut.status
-            self.errors.append(reason)
-            key = batch[0].config_id
-            if key not in self.resent:  # e.g. Dask gave up on it with its worker (KilledWorker) under load
-                self.resent.add(key)
-                log.warning("label %s: a batch of %d configurations was lost (%s); sent again",
-                            self.label, len(batch), reason)
-                return batch
-            log.warning("label %s: a batch of %d configurations was lost twice (%s); they stay pending",
-                        self.label, len(batch), reason)
-            self.pending.extend(batch)
-            return []
-        payload = json.loads(fut.result())
+            return self._lost(batch, f"{type(exc).__name__}: {exc}" if exc is not None else fut.status)
+        try:  # the result lives on the worker: one that died after finishing would leave result() waiting forever
+            text = fut.result(timeout=RESULT_FETCH_S)
+        except Exception as exc:  # noqa: BLE001 - TimeoutError, or the task failed after all: the batch is lost
+            return self._lost(batch, f"result not fetched: {type(exc).__name__}: {exc}")
+        payload = json.loads(text)
         wanted = {c.config_id for c in batch}
         tally = self.tallies.setdefault(str(payload["worker"]), _Tally(str(payload["host"])))
         self.batch_s.append(float(payload["elapsed_s"]))
@@ -638,6 +632,19 @@ class _Driver:
         if missing:
             self.errors.append(f"worker {payload['worker']} returned {len(missing)} configurations fewer than sent")
             self.pending.extend(missing)
+        return []
+
+    def _lost(self, batch: list[BenchConfig], reason: str) -> list[BenchConfig]:
+        """A lost batch: returned once to be sent again, then left pending."""
+        self.errors.append(reason)
+        key = batch[0].config_id
+        if key not in self.resent:  # e.g. Dask gave up on it with its worker (KilledWorker) under load
+            self.resent.add(key)
+            log.warning("label %s: a batch of %d configurations was lost (%s); sent again", self.label, len(batch), reason)
+            return batch
+        log.warning("label %s: a batch of %d configurations was lost twice (%s); they stay pending",
+                    self.label, len(batch), reason)
+        self.pending.extend(batch)
         return []
 
     def _poll_workers(self) -> bool:
